@@ -1,0 +1,1 @@
+"""geoidec command line (installed as geoidec.cli)."""

@@ -1,0 +1,227 @@
+"""The ``geoidec`` command line: thin typer commands over the library, heavy imports lazy.
+
+User errors (missing data, bad specs, existing outputs, ...) print one line and exit with
+status 2; ``--debug`` (or GEOIDEC_DEBUG=1) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="geoidec",
+    help="Class-incremental semantic segmentation for remote sensing (IDEC), with GIS outputs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="markdown",
+)
+samples_app = typer.Typer(help="Write bundled sample data.", no_args_is_help=True)
+app.add_typer(samples_app, name="samples")
+
+_DEBUG = {"on": bool(os.environ.get("GEOIDEC_DEBUG"))}
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    if debug:
+        _DEBUG["on"] = True
+
+
+def _echo(message: str) -> None:
+    typer.echo(f"geoidec: {message}", err=True)
+
+
+def _progress_bar(description: str):  # noqa: ANN202 - rich types stay lazy
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
+                    TimeRemainingColumn(), transient=False)
+
+
+@app.command()
+def train(
+    dataset: Annotated[str, typer.Argument(
+        help="`isprs` (Potsdam), `vaihingen`, or a dataset YAML describing your GeoTIFFs.")],
+    steps: Annotated[str, typer.Option(
+        "--steps", "-s", help="Task: `4-1`, `2-2-1`, `15-1` (15 then steps of 1) or class "
+        "names `forest,water|herbaceous`.")],
+    method: Annotated[str, typer.Option(help="finetune or joint.")] = "finetune",
+    root: Annotated[Path | None, typer.Option(
+        help="Dataset folder (default data/potsdam, data/vaihingen).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Run folder (default runs/DATASET-STEPS-METHOD).")] = None,
+    preset: Annotated[str, typer.Option(help="cpu, paper, or a YAML file.")] = "cpu",
+    iterations: Annotated[int | None, typer.Option(help="Iterations per step.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Chips per batch.")] = None,
+    tile_size: Annotated[int | None, typer.Option(help="Chip size in pixels.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (chips, init, aug).")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    weights: Annotated[str | None, typer.Option(
+        help="Backbone weights: none, imagenet (needs network) or a local .pth file.")] = None,
+    modality: Annotated[str, typer.Option(help="Potsdam imagery: rgb, irrg or rgbir.")] = "rgb",
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override any config value: `--set train.lr=0.01` (repeatable).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train step after step on a class-incremental task, evaluate and checkpoint each step.
+
+    Example: `geoidec train isprs --root data/potsdam --steps 4-1 --preset cpu --out runs/demo`
+    """
+    from geoidec.config import load_config
+    from geoidec.data.registry import load_dataset
+    from geoidec.engine.reports import steps_table
+    from geoidec.engine.run import train_run
+
+    overrides = {
+        "method.name": method, "train.iterations": iterations,
+        "train.batch_size": batch_size, "data.tile_size": tile_size, "train.seed": seed,
+        "train.device": device, "model.weights": weights, "data.modality": modality,
+        "train.progress": False if quiet else None,
+    }
+    if iterations is not None:
+        overrides["train.iterations_incremental"] = iterations
+        overrides["train.epochs"] = None
+    cfg = load_config(preset, overrides, set_ or [])
+    if iterations is not None:
+        cfg = cfg.override({"train.epochs": None})
+    spec = load_dataset(dataset, root, cfg.data.modality)
+    run_dir = out or Path("runs") / f"{spec.name}-{steps.replace('|', '_')}-{cfg.method.name}"
+    result = train_run(spec, steps, cfg, run_dir, overwrite=overwrite, echo=_echo)
+    typer.echo(steps_table(result.report))
+    typer.echo(f"run folder: {result.run_dir}  (report.md, report.json, checkpoints/)")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `geoidec train`.")],
+    step: Annotated[int | None, typer.Option(help="Only this step (default: every step).")] = None,
+    split: Annotated[str, typer.Option(help="test or val.")] = "test",
+    root: Annotated[Path | None, typer.Option(help="Dataset folder, if it moved.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Evaluate a run's saved steps again over whole scenes and print the table.
+
+    Example: `geoidec evaluate runs/demo --step 1`
+    """
+    from geoidec.engine.evaluation_cli import evaluate_run
+
+    typer.echo(evaluate_run(run, step=step, split=split, root=root, device=device))
+
+
+@app.command()
+def predict(
+    scene: Annotated[Path, typer.Argument(help="Input raster (GeoTIFF or any GDAL raster).")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Run folder or step_N.pt.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output class GeoTIFF (COG).")],
+    tile_size: Annotated[int | None, typer.Option(help="Window size (default: training's).")
+                         ] = None,
+    overlap: Annotated[int | None, typer.Option(help="Window overlap in pixels.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 8,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Map a whole scene into a georeferenced class raster with names and colours.
+
+    Example: `geoidec predict scene.tif --model runs/demo --out scene_classes.tif`
+    """
+    from geoidec.data.base import DataError
+    from geoidec.engine.checkpoint import load_checkpoint
+    from geoidec.engine.run import resolve_device
+    from geoidec.inference.predict import predict_scene
+
+    if not scene.exists():
+        raise DataError(f"input not found: {scene}")
+    if out.exists() and not overwrite:
+        raise DataError(f"{out} exists; pass --overwrite to replace it")
+    dev = resolve_device(device)
+    ckpt = load_checkpoint(model, map_location=dev)
+    if quiet:
+        path = predict_scene(ckpt, scene, out, tile=tile_size, overlap=overlap,
+                             batch_size=batch_size, device=dev, overwrite=overwrite)
+    else:
+        import time
+
+        with _progress_bar("predicting") as bar:
+            task = bar.add_task("windows", total=None, rate="")
+            start = time.perf_counter()
+
+            def progress(done: int, total: int) -> None:
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                bar.update(task, completed=done, total=total, rate=f"{rate:.1f} win/s")
+
+            path = predict_scene(ckpt, scene, out, tile=tile_size, overlap=overlap,
+                                 batch_size=batch_size, device=dev, overwrite=overwrite,
+                                 progress=progress)
+    typer.echo(f"wrote {path} (+ {path.with_suffix('.qml').name}); classes: "
+               + ", ".join(c.name for c in ckpt.classes))
+
+
+@samples_app.command("isprs")
+def samples_isprs(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write.")] = Path(
+        "data/potsdam_sample"),
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same files).")] = 0,
+    size: Annotated[int, typer.Option(help="Tile size in pixels.")] = 512,
+    resolution: Annotated[float, typer.Option(help="Pixel size in metres (real: 0.05).")
+                          ] = 0.05,
+    overwrite: Annotated[bool, typer.Option(help="Write into a non-empty folder.")] = False,
+) -> None:
+    """Write a synthetic ISPRS-Potsdam-like sample (RGB, IRRG, RGBIR, DSM, colour labels).
+
+    Example: `geoidec samples isprs --out data/potsdam_sample --resolution 0.15`
+    """
+    from geoidec.data.base import DataError
+    from geoidec.data.synthetic import generate_isprs_sample
+
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise DataError(f"{out} exists and is not empty; pass --overwrite or another --out")
+    path = generate_isprs_sample(out, seed=seed, size=size, resolution=resolution)
+    typer.echo(f"wrote a synthetic Potsdam sample to {path}; train with: "
+               f"geoidec train isprs --root {path} --steps 4-1")
+
+
+def main() -> None:
+    """Console entry point with one-line user errors."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("geoidec: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - user errors are classified below
+        if _DEBUG["on"] or not _is_user_error(exc):
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from geoidec.config import ConfigError
+
+    names = {"DataError", "TaskSpecError", "WeightsError"}
+    return (
+        isinstance(exc, ConfigError | FileExistsError | PermissionError)
+        or type(exc).__name__ in names
+        or any(t.__name__ in names for t in type(exc).__mro__)
+    )
+
+
+if __name__ == "__main__":
+    main()

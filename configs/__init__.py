@@ -1,0 +1,1 @@
+"""Bundled YAML configurations (presets and dataset descriptions)."""

@@ -1,0 +1,288 @@
+"""Typed, frozen run configuration loaded from YAML presets plus command-line overrides.
+
+A configuration is a tree of frozen dataclasses. It is built from, in order:
+
+1. the dataclass defaults below,
+2. a preset YAML under ``configs/presets/`` (``cpu`` or ``paper``) or any YAML file,
+3. explicit flags (``--iterations 50`` becomes ``train.iterations=50``),
+4. ``--set section.key=value`` overrides (values parsed with ``yaml.safe_load``).
+
+Unknown sections or keys are errors that name the key and list the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the user in one line."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network: DeepLabV3 (ASPP) over a registered backbone."""
+
+    backbone: str = "mobilenet_v3_small"
+    #: ``none``, ``imagenet`` (torchvision weights, needs network) or a path to a local file.
+    weights: str = "none"
+    aspp_channels: int = 64
+    output_stride: int = 16
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Tiling and reading."""
+
+    #: Training chip size in pixels (also the default evaluation/prediction window).
+    tile_size: int = 128
+    #: ISPRS Potsdam imagery: ``rgb`` (2_Ortho_RGB), ``irrg`` (3_Ortho_IRRG) or ``rgbir``.
+    modality: str = "rgb"
+    #: Chips of step t must contain at least this fraction of pixels of step t's classes.
+    min_class_fraction: float = 0.002
+    #: Chips with less valid (non-nodata) area than this are skipped.
+    min_valid_fraction: float = 0.5
+    #: DataLoader worker processes (0: read in the training process).
+    num_workers: int = 0
+    #: Pixels sampled per training scene to compute normalisation statistics.
+    stats_pixels: int = 200_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, per incremental step."""
+
+    #: Iterations of step 0 (and of joint training).
+    iterations: int = 200
+    #: Iterations of steps t > 0 (default: same as ``iterations``).
+    iterations_incremental: int | None = None
+    #: If set, iterations are derived from epochs over the step's chips (paper preset).
+    epochs: int | None = None
+    #: Chips drawn per epoch and scene when ``epochs`` is set.
+    chips_per_scene: int = 100
+    batch_size: int = 8
+    lr: float = 0.01
+    lr_incremental: float = 0.001
+    #: Backbone learning rate = lr x backbone_lr_mult.
+    backbone_lr_mult: float = 1.0
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    #: ``auto`` uses mixed precision on CUDA and fp32 elsewhere; ``32`` forces fp32.
+    precision: str = "auto"
+    seed: int = 0
+    #: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    device: str = "auto"
+    #: Number of devices (GPUs) for DDP; 1 on CPU.
+    devices: int = 1
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Kornia augmentation applied on the model's device (see geoidec.data.transforms)."""
+
+    hflip: float = 0.5
+    vflip: float = 0.5
+    rot90: float = 0.5
+    scale: tuple[float, float] = (0.75, 1.5)
+    scale_p: float = 0.5
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.1
+    hue: float = 0.0
+    gamma: float = 0.0
+    photometric_p: float = 0.8
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Sliding-window evaluation over whole stitched scenes."""
+
+    #: Window size (default: data.tile_size, as protocol.md recommends).
+    tile_size: int | None = None
+    overlap: int = 32
+    batch_size: int = 8
+    #: ``test`` (standard) or ``val`` (held-out part of train).
+    split: str = "test"
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Continual-learning method and its settings."""
+
+    name: str = "finetune"
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole run configuration."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, YAML/JSON-safe dict (tuples become lists)."""
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+        """Build from a (possibly partial) nested dict, validating every key."""
+        return _build(cls, data, "")
+
+    def override(self, updates: Mapping[str, Any]) -> Config:
+        """Return a copy with dotted-key updates (``{"train.lr": 0.1}``) applied."""
+        tree = self.to_dict()
+        for dotted, value in updates.items():
+            _assign(tree, dotted, value)
+        return Config.from_dict(tree)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _assign(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(
+            f"config key '{dotted}' must look like section.key; sections: {', '.join(tree)}"
+        )
+    section, key = parts
+    if section not in tree:
+        raise ConfigError(_unknown("section", section, tree))
+    if key not in tree[section]:
+        raise ConfigError(_unknown(f"key in '{section}'", key, tree[section], prefix=section))
+    tree[section][key] = value
+
+
+def _unknown(what: str, name: str, valid: Iterable[str], prefix: str = "") -> str:
+    valid = list(valid)
+    close = difflib.get_close_matches(name, valid, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    shown = ", ".join(f"{prefix}.{v}" if prefix else v for v in valid)
+    return f"unknown config {what} '{name}'{hint}; valid: {shown}"
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config section '{prefix or 'root'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(
+                _unknown(f"key in '{prefix}'" if prefix else "section", key, names, prefix)
+            )
+        tp = hints[key]
+        where = f"{prefix}.{key}" if prefix else key
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value or {}, where)
+        else:
+            kwargs[key] = _coerce(value, tp, where)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check and convert a YAML scalar/list to the annotated type."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(
+                f"config '{where}' must be a list of {len(args)} values, got {value!r}"
+            )
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config '{where}' must be true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"config '{where}' must be an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"config '{where}' must be a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"config '{where}' must be a string, got {value!r}")
+    return value
+
+
+def configs_dir() -> Path:
+    """Folder of the bundled YAML configurations (``configs/`` in the repository)."""
+    return Path(str(resources.files("geoidec.configs")))
+
+
+def preset_names() -> list[str]:
+    """Names of the bundled presets."""
+    return sorted(p.stem for p in (configs_dir() / "presets").glob("*.yaml"))
+
+
+def read_yaml(path: Path) -> Any:
+    """Read a YAML file with ``safe_load``; errors are one line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({exc.__class__.__name__})") from None
+
+
+def load_config(
+    preset: str | Path | None = "cpu",
+    overrides: Mapping[str, Any] | None = None,
+    sets: Iterable[str] = (),
+) -> Config:
+    """Defaults + preset (name or YAML path) + flag overrides + ``key=value`` strings."""
+    cfg = Config()
+    if preset is not None:
+        path = Path(preset)
+        if not path.suffix:
+            path = configs_dir() / "presets" / f"{preset}.yaml"
+            if not path.exists():
+                raise ConfigError(
+                    f"unknown preset '{preset}'; valid: {', '.join(preset_names())} "
+                    "or a path to a YAML file"
+                )
+        cfg = Config.from_dict(read_yaml(path) or {})
+    updates = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value (e.g. train.lr=0.01), got '{item}'")
+        updates[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return cfg.override(updates) if updates else cfg

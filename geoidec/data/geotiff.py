@@ -1,0 +1,143 @@
+"""Users' own land-cover data: co-registered image/label GeoTIFFs described by a YAML file.
+
+Example (paths are relative to the YAML file)::
+
+    name: my-landcover
+    images: {train: [west_image.tif], test: [east_image.tif]}
+    labels: {train: [west_labels.tif], test: [east_labels.tif]}
+    bands: [1, 2, 3, 4, 5, 6]        # optional; default all bands (1-based)
+    ignore_values: [-99999]          # label values never trained nor evaluated (-> 255)
+    classes:                          # ordered: step specs count in this order
+      - {name: forest, value: 5, color: "#1b7837"}
+      - {name: developed, value: 1, color: "#d73027"}
+
+Label values that no class lists become background (index 0). Optional keys: ``val`` split in
+``images``/``labels``, ``band_names``, ``rgb_bands`` (1-based, for augmentation and previews),
+``background`` (``{name, color}``) and ``eval_background`` (default false).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from geoidec.config import ConfigError, read_yaml
+from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene, ValueDecoder, parse_color
+
+KEYS = {
+    "name", "images", "labels", "bands", "ignore_values", "classes", "band_names", "rgb_bands",
+    "background", "eval_background", "description",
+}
+SPLITS = ("train", "val", "test")
+
+
+def _fail(path: Path, message: str) -> DataError:
+    return DataError(f"{path}: {message}")
+
+
+def _files(path: Path, section: Any, key: str) -> dict[str, list[Path]]:
+    if not isinstance(section, dict):
+        raise _fail(path, f"'{key}' must map splits to file lists, e.g. {{train: [a.tif]}}")
+    bad = [s for s in section if s not in SPLITS]
+    if bad:
+        raise _fail(path, f"'{key}' has unknown split(s) {bad}; valid: {', '.join(SPLITS)}")
+    out: dict[str, list[Path]] = {}
+    for split, names in section.items():
+        names = [names] if isinstance(names, str) else names
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise _fail(path, f"'{key}.{split}' must be a list of file names")
+        out[split] = [(path.parent / n).resolve() for n in names]
+    return out
+
+
+def load_geotiff_dataset(path: str | Path) -> DatasetSpec:
+    """Read a dataset YAML; every error is one line naming the file and the key."""
+    path = Path(path)
+    try:
+        doc = read_yaml(path)
+    except ConfigError as exc:
+        raise DataError(str(exc)) from None
+    if not isinstance(doc, dict):
+        raise _fail(path, "a dataset YAML must be a mapping with images, labels and classes")
+    unknown = sorted(set(doc) - KEYS)
+    if unknown:
+        raise _fail(path, f"unknown key(s) {unknown}; valid: {', '.join(sorted(KEYS))}")
+    for key in ("images", "labels", "classes"):
+        if key not in doc:
+            raise _fail(path, f"missing '{key}'")
+    images = _files(path, doc["images"], "images")
+    labels = _files(path, doc["labels"], "labels")
+    classes_doc = doc["classes"]
+    if not isinstance(classes_doc, list) or not classes_doc:
+        raise _fail(path, "'classes' must be a non-empty list of {name, value, color}")
+    classes, values = [], []
+    for i, item in enumerate(classes_doc):
+        if not isinstance(item, dict) or not {"name", "value"} <= set(item):
+            raise _fail(path, f"classes[{i}] needs at least 'name' and 'value'")
+        extra = set(item) - {"name", "value", "color"}
+        if extra:
+            raise _fail(path, f"classes[{i}] has unknown key(s) {sorted(extra)}")
+        color = parse_color(item.get("color", _default_color(i)), f"{path} classes[{i}]")
+        classes.append(ClassInfo(str(item["name"]), color))
+        values.append(float(item["value"]))
+    names = [c.name for c in classes]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise _fail(path, f"class name(s) {dupes} listed twice")
+    if len(set(values)) != len(values):
+        raise _fail(path, "two classes share the same label value")
+    if len(classes) > 254:
+        raise _fail(path, "at most 254 classes are supported")
+    bands = doc.get("bands")
+    if bands is not None and (
+        not isinstance(bands, list) or not all(isinstance(b, int) and b >= 1 for b in bands)
+    ):
+        raise _fail(path, "'bands' must be a list of 1-based band numbers, e.g. [1, 2, 3]")
+    splits: dict[str, tuple[Scene, ...]] = {}
+    for split in SPLITS:
+        imgs, labs = images.get(split, []), labels.get(split, [])
+        if len(imgs) != len(labs):
+            raise _fail(path, f"{len(imgs)} {split} image(s) but {len(labs)} label file(s)")
+        for f in imgs + labs:
+            if not f.exists():
+                raise _fail(path, f"file not found: {f} (paths are relative to the YAML file)")
+        splits[split] = tuple(
+            Scene(name=i.stem, image=i, label=lab, bands=tuple(bands) if bands else None)
+            for i, lab in zip(imgs, labs, strict=True)
+        )
+    if not splits["train"]:
+        raise _fail(path, "no training images: list some under images.train")
+    rgb = doc.get("rgb_bands")
+    n_bands = len(bands) if bands else None
+    if rgb is None:
+        rgb_bands = (0, 1, 2) if n_bands is None or n_bands >= 3 else None
+    else:
+        rgb_bands = tuple(int(b) - 1 for b in rgb)
+    background = doc.get("background") or {}
+    return DatasetSpec(
+        name=str(doc.get("name", path.stem)),
+        classes=tuple(classes),
+        decoder=ValueDecoder(
+            values=tuple(values),
+            ignore_values=tuple(float(v) for v in doc.get("ignore_values") or ()),
+        ),
+        splits=splits,
+        background=ClassInfo(
+            str(background.get("name", "background")),
+            parse_color(background.get("color", "#000000"), f"{path} background"),
+        ),
+        eval_background=bool(doc.get("eval_background", False)),
+        band_names=tuple(doc.get("band_names") or ()),
+        rgb_bands=rgb_bands,  # type: ignore[arg-type]
+        meta={"yaml": str(path)},
+    )
+
+
+_PALETTE = (
+    "#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666",
+    "#1f78b4", "#b2df8a", "#fb9a99", "#fdbf6f", "#cab2d6", "#ffff99", "#8dd3c7", "#bebada",
+)
+
+
+def _default_color(i: int) -> str:
+    return _PALETTE[i % len(_PALETTE)]

@@ -1,0 +1,138 @@
+"""Per-step checkpoints: one file that alone suffices to predict.
+
+A checkpoint holds only tensors and plain Python values, so it loads with
+``torch.load(weights_only=True)`` (a downloaded checkpoint cannot run code). Keys:
+
+``format``, ``geoidec_version``, ``state_dict``, ``model`` (the architecture, rebuilt with
+``build_model(**model)``), ``classes`` (``[{index, name, color}]`` in model order, background
+first), ``step``, ``step_classes``, ``bands`` (count), ``band_names``, ``rgb_bands``,
+``normalization``, ``tile_size``, ``overlap``, ``resolution``, ``crs``, ``task`` (the schedule),
+``method``, ``dataset``, ``config`` (the resolved run configuration).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from geoidec import __version__
+from geoidec.data.base import ClassInfo, DataError
+from geoidec.data.normalization import Normalization
+from geoidec.models import SegmentationModel, build_model
+
+FORMAT = "geoidec.checkpoint/1"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint with its model rebuilt."""
+
+    path: Path
+    model: SegmentationModel
+    classes: list[ClassInfo]
+    normalization: Normalization
+    meta: dict[str, Any]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def bands(self) -> int:
+        return int(self.meta["bands"])
+
+    @property
+    def tile_size(self) -> int:
+        return int(self.meta["tile_size"])
+
+
+def atomic_write(path: Path, write: Any, suffix: str = "") -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``; no partial file ever has its name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".partial",
+                               dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Atomically write a text file."""
+    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Atomically write JSON (indented, NaN-free)."""
+    return write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def save_checkpoint(path: Path, model: SegmentationModel, meta: dict[str, Any]) -> Path:
+    """Save weights + metadata atomically."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "geoidec_version": __version__,
+        "state_dict": state,
+        "model": dict(model.config),
+        **meta,
+    }
+    return atomic_write(path, lambda p: torch.save(payload, p))
+
+
+def resolve_checkpoint(path: str | Path, step: int | None = None) -> Path:
+    """A checkpoint file, or a run folder (its last step, or ``step``)."""
+    path = Path(path)
+    if path.is_dir():
+        folder = path / "checkpoints"
+        found = sorted(folder.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        if step is not None:
+            found = [p for p in found if p.stem == f"step_{step}"]
+        if not found:
+            which = f"step {step}" if step is not None else "any step"
+            raise DataError(f"no checkpoint of {which} in {folder}; is {path} a geoidec run?")
+        return found[-1]
+    if not path.exists():
+        raise DataError(f"model not found: {path} (pass a run folder or a step_N.pt file)")
+    return path
+
+
+def load_checkpoint(path: str | Path, step: int | None = None,
+                    map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint (or a run's last one) safely and rebuild its model."""
+    file = resolve_checkpoint(path, step)
+    try:
+        payload = torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is the same user error
+        raise DataError(f"{file} is not a readable geoidec checkpoint ({exc.__class__.__name__})"
+                        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise DataError(f"{file} is not a geoidec checkpoint (format {FORMAT} expected)")
+    arch = dict(payload["model"])
+    arch["weights"] = "none"
+    model = build_model(**arch)
+    state = payload["state_dict"]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model.load_state_dict(state)
+    model.eval()
+    classes = [ClassInfo(c["name"], tuple(c["color"])) for c in payload["classes"]]
+    meta = {k: v for k, v in payload.items() if k not in ("state_dict",)}
+    return Checkpoint(
+        path=file,
+        model=model,
+        classes=classes,
+        normalization=Normalization.from_dict(payload["normalization"]),
+        meta=meta,
+    )

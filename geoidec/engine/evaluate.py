@@ -1,0 +1,78 @@
+"""Evaluation over whole stitched scenes with the same sliding window as prediction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+
+from geoidec.constants import IGNORE_INDEX
+from geoidec.data.base import LabelDecoder, Scene, SceneReader
+from geoidec.data.normalization import Normalization
+from geoidec.engine.metrics import ConfusionMatrix
+from geoidec.inference.sliding import SlidingWindowPredictor
+from geoidec.models import SegmentationModel
+
+
+def model_reader(
+    reader: SceneReader, normalization: Normalization
+) -> Callable[[Window], tuple[np.ndarray, np.ndarray]]:
+    """A ``read(window)`` for the sliding predictor: standardised image and valid mask."""
+
+    def read(window: Window) -> tuple[np.ndarray, np.ndarray]:
+        image, valid = reader.read_image(window)
+        x = normalization.standardize(normalization.to_unit(image))
+        x[:, ~valid] = 0.0
+        return x.astype(np.float32, copy=False), valid
+
+    return read
+
+
+def probability_fn(
+    model: SegmentationModel, device: torch.device, amp: bool = False
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Softmax probabilities of ``model`` (eval mode, optional CUDA autocast)."""
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        ctx = torch.autocast("cuda", dtype=torch.float16) if amp else nullcontext()
+        with torch.inference_mode(), ctx:
+            return torch.softmax(model(x).logits.float(), dim=1)
+
+    return predict
+
+
+def evaluate_scenes(
+    model: SegmentationModel,
+    scenes: Sequence[Scene],
+    decoder: LabelDecoder,
+    normalization: Normalization,
+    lut: np.ndarray,
+    *,
+    tile: int,
+    overlap: int,
+    batch_size: int,
+    device: torch.device,
+    amp: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> ConfusionMatrix:
+    """One confusion matrix over every pixel of every scene (labels remapped by ``lut``)."""
+    model.eval().to(device)
+    cm = ConfusionMatrix(model.num_classes)
+    predictor = SlidingWindowPredictor(
+        probability_fn(model, device, amp), num_classes=model.num_classes, tile=tile,
+        overlap=overlap, batch_size=batch_size, device=device,
+    )
+    for scene in scenes:
+        with SceneReader(scene, decoder) as reader:
+            bands = predictor.run(model_reader(reader, normalization), reader.height,
+                                  reader.width, progress)
+            for row, probs, valid in bands:
+                pred = probs.argmax(axis=0).astype(np.uint8)
+                label = reader.read_label(Window(0, row, reader.width, pred.shape[0]))
+                target = lut[label]
+                target[~valid] = IGNORE_INDEX
+                cm.update(pred, target)
+    return cm

@@ -1,0 +1,345 @@
+"""A whole incremental run: step after step, train, evaluate, checkpoint, report.
+
+Run folder::
+
+    RUN/config.yaml            resolved configuration
+    RUN/task.json              dataset, classes, schedule, method, normalisation
+    RUN/checkpoints/step_T.pt  one self-sufficient checkpoint per step
+    RUN/metrics/step_T.csv     per-class IoU/F1 of step T
+    RUN/metrics/step_T_confusion.csv
+    RUN/logs/step_T/metrics.csv  per-iteration loss terms (Lightning CSVLogger)
+    RUN/report.json, RUN/report.md
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from geoidec import __version__
+from geoidec.config import Config
+from geoidec.data.base import ClassInfo, DataError, DatasetSpec
+from geoidec.data.chips import ChipDataset, build_class_grid, plan_chips
+from geoidec.data.normalization import Normalization, compute_normalization
+from geoidec.data.transforms import AugmentationSettings, TrainAugmentation
+from geoidec.engine.checkpoint import save_checkpoint, write_json, write_text
+from geoidec.engine.evaluate import evaluate_scenes
+from geoidec.engine.metrics import forgetting, summarize
+from geoidec.engine.module import StepModule
+from geoidec.engine.reports import confusion_csv, report_markdown, step_csv
+from geoidec.methods import Method, StepPlan, build_method
+from geoidec.models import SegmentationModel, build_model
+from geoidec.tasks import TaskSchedule
+
+log = logging.getLogger("geoidec")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    report: dict[str, Any]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else CPU; a clear error for unavailable CUDA."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise DataError(f"--device {name} asked for CUDA but no GPU is available; use cpu")
+    return device
+
+
+def _precision(cfg: Config, device: torch.device) -> str:
+    if cfg.train.precision == "auto":
+        return "16-mixed" if device.type == "cuda" else "32-true"
+    return {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}.get(
+        cfg.train.precision, cfg.train.precision
+    )
+
+
+def prepare_run_dir(out: Path, overwrite: bool) -> Path:
+    """Create the run folder; refuse to reuse a non-empty one without ``overwrite``."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise DataError(f"run folder {out} exists and is not empty; pass --overwrite or "
+                            "choose another --out")
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise DataError(f"cannot create run folder {out}: permission denied") from None
+    return out
+
+
+def model_classes(dataset: DatasetSpec, schedule: TaskSchedule, count: int) -> list[ClassInfo]:
+    """Classes in model index order (background first), for ``count`` outputs."""
+    by_name = {c.name: c for c in dataset.classes}
+    names = schedule.model_class_names()[: count - 1]
+    return [dataset.background] + [by_name[n] for n in names]
+
+
+def _iterations(cfg: Config, plan: StepPlan, n_scenes: int) -> int:
+    if cfg.train.epochs:
+        chips = cfg.train.chips_per_scene * n_scenes
+        return max(1, math.ceil(cfg.train.epochs * chips / cfg.train.batch_size))
+    if plan.incremental and cfg.train.iterations_incremental is not None:
+        return cfg.train.iterations_incremental
+    return cfg.train.iterations
+
+
+class IncrementalRun:
+    """Trains and evaluates every step of a schedule with one method."""
+
+    def __init__(
+        self,
+        dataset: DatasetSpec,
+        schedule: TaskSchedule,
+        config: Config,
+        run_dir: Path,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        self.dataset = dataset
+        self.schedule = schedule
+        self.config = config
+        self.run_dir = run_dir
+        self.echo = echo
+        self.method: Method = build_method(config.method)
+        self.device = resolve_device(config.train.device)
+        self.train_scenes = dataset.scenes("train")
+        self.eval_scenes = dataset.scenes(config.eval.split)
+        self.tile = config.data.tile_size
+        self.eval_tile = config.eval.tile_size or self.tile
+        if not 0 <= config.eval.overlap < self.eval_tile:
+            raise DataError(f"eval.overlap must be in [0, {self.eval_tile}), got "
+                            f"{config.eval.overlap}")
+        self.report: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- setup
+    def _normalization(self) -> Normalization:
+        self.echo(f"computing normalisation statistics from {len(self.train_scenes)} "
+                  "training scene(s)")
+        return compute_normalization(self.train_scenes, self.config.data.stats_pixels)
+
+    def _task_meta(self, normalization: Normalization) -> dict[str, Any]:
+        profile = _first_profile(self.train_scenes[0].image)
+        return {
+            "geoidec_version": __version__,
+            "dataset": {"name": self.dataset.name, **{k: v for k, v in
+                                                       self.dataset.meta.items()}},
+            "method": self.method.name,
+            "task": self.schedule.to_dict(),
+            "bands": normalization.bands,
+            "band_names": list(self.dataset.band_names),
+            "rgb_bands": list(self.dataset.rgb_bands) if self.dataset.rgb_bands else None,
+            "normalization": normalization.to_dict(),
+            "tile_size": self.eval_tile,
+            "overlap": self.config.eval.overlap,
+            "resolution": profile["res"],
+            "crs": profile["crs"],
+            "eval_background": self.dataset.eval_background,
+            "seed": self.config.train.seed,
+        }
+
+    # ------------------------------------------------------------------ steps
+    def _build_model(self, plan: StepPlan, previous: SegmentationModel | None,
+                     bands: int) -> SegmentationModel:
+        m = self.config.model
+        if previous is None:
+            return build_model(m.backbone, plan.classes_per_step, in_channels=bands,
+                               aspp_channels=m.aspp_channels, output_stride=m.output_stride,
+                               weights=m.weights)
+        model = copy.deepcopy(previous)
+        model.add_step(plan.classes_per_step[-1])
+        return model
+
+    def _loader(self, plan: StepPlan, grids: list, normalization: Normalization,
+                iterations: int) -> DataLoader:
+        cfg = self.config
+        generator = torch.Generator().manual_seed(cfg.train.seed * 1000 + plan.step)
+        chips = plan_chips(
+            grids, plan.chip_classes, iterations * cfg.train.batch_size, self.tile, generator,
+            min_class_fraction=cfg.data.min_class_fraction,
+            min_valid_fraction=cfg.data.min_valid_fraction,
+        )
+        dataset = ChipDataset(self.dataset, self.train_scenes, chips, normalization, plan.lut)
+        return DataLoader(
+            dataset, batch_size=cfg.train.batch_size, shuffle=False, drop_last=True,
+            num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    def _trainer(self, plan: StepPlan, iterations: int) -> L.Trainer:
+        from lightning.pytorch.callbacks import RichProgressBar
+        from lightning.pytorch.loggers import CSVLogger
+
+        cfg = self.config.train
+        accelerator = "gpu" if self.device.type == "cuda" else "cpu"
+        devices: Any = [self.device.index or 0] if accelerator == "gpu" else 1
+        if accelerator == "gpu" and cfg.devices > 1:
+            devices = cfg.devices
+        callbacks = [RichProgressBar(leave=True)] if cfg.progress else []
+        return L.Trainer(
+            accelerator=accelerator,
+            devices=devices,
+            precision=_precision(self.config, self.device),  # type: ignore[arg-type]
+            max_steps=iterations,
+            max_epochs=-1,
+            logger=CSVLogger(self.run_dir / "logs", name=f"step_{plan.step}", version=""),
+            log_every_n_steps=max(1, min(10, iterations // 5)),
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=cfg.progress,
+            num_sanity_val_steps=0,
+            callbacks=callbacks,
+            default_root_dir=str(self.run_dir),
+        )
+
+    def run(self) -> RunResult:
+        cfg = self.config
+        normalization = self._normalization()
+        meta = self._task_meta(normalization)
+        write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        write_json(self.run_dir / "task.json", meta)
+        n_classes = len(self.dataset.classes) + 1
+        self.echo("indexing label content of the training scenes")
+        grids = [build_class_grid(s, self.dataset.decoder, n_classes) for s in self.train_scenes]
+        augmentation = TrainAugmentation(
+            AugmentationSettings(**dataclasses.asdict(cfg.augment)),
+            rgb_bands=self.dataset.rgb_bands,
+        )
+        self.report = {
+            "geoidec_version": __version__,
+            "dataset": self.dataset.name,
+            "method": self.method.name,
+            "task": self.schedule.spec,
+            "seed": cfg.train.seed,
+            "eval_split": cfg.eval.split,
+            "steps": [],
+        }
+        previous: SegmentationModel | None = None
+        history: list[dict[str, Any]] = []
+        for plan in self.method.plan(self.schedule):
+            L.seed_everything(cfg.train.seed + plan.step, workers=True, verbose=False)
+            model = self._build_model(plan, previous, normalization.bands)
+            iterations = _iterations(cfg, plan, len(self.train_scenes))
+            names = [c.name for c in model_classes(self.dataset, self.schedule,
+                                                   model.num_classes)]
+            self.echo(f"step {plan.step}: learning {[names[c] for c in plan.step_classes]} "
+                      f"for {iterations} iterations on {self.device}")
+            loader = self._loader(plan, grids, normalization, iterations)
+            module = StepModule(model, self.method, plan, normalization, augmentation,
+                                cfg.train, iterations, old_model=previous)
+            started = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", ".*does not have many workers.*")
+                warnings.filterwarnings("ignore", ".*sync_dist.*")
+                self._trainer(plan, iterations).fit(module, loader)
+            train_seconds = time.perf_counter() - started
+            entry = self._evaluate_step(plan, model, normalization, names, history)
+            entry["train"] = {"iterations": iterations, "batch_size": cfg.train.batch_size,
+                              "seconds": round(train_seconds, 2)}
+            history.append(entry["per_class_iou"])
+            self._save_step(plan, model, meta, names, entry)
+            previous = model.eval()
+        return RunResult(self.run_dir, self.report)
+
+    def _evaluate_step(self, plan: StepPlan, model: SegmentationModel,
+                       normalization: Normalization, names: list[str],
+                       history: list[dict[str, Any]]) -> dict[str, Any]:
+        cfg = self.config
+        self.echo(f"step {plan.step}: evaluating on {len(self.eval_scenes)} "
+                  f"{cfg.eval.split} scene(s)")
+        started = time.perf_counter()
+        cm = evaluate_scenes(
+            model, self.eval_scenes, self.dataset.decoder, normalization,
+            self.schedule.eval_lut(plan.step), tile=self.eval_tile, overlap=cfg.eval.overlap,
+            batch_size=cfg.eval.batch_size, device=self.device,
+            amp=self.device.type == "cuda" and cfg.train.precision == "auto",
+        )
+        old = tuple(plan.old_classes)
+        if self.dataset.eval_background:
+            old = (0, *old)
+        summary = summarize(cm.matrix, class_names=names, old=old, new=plan.new_classes,
+                            include_background=self.dataset.eval_background,
+                            background_name=names[0])
+        self._last_cm = cm.matrix
+        return {
+            "step": plan.step,
+            "old_classes": [names[c] for c in old],
+            "new_classes": [names[c] for c in plan.new_classes],
+            "step_classes": [names[c] for c in plan.step_classes],
+            **summary,
+            "forgetting": forgetting(history, summary["per_class_iou"]) if history else {},
+            "eval": {"split": cfg.eval.split, "scenes": len(self.eval_scenes),
+                     "seconds": round(time.perf_counter() - started, 2)},
+        }
+
+    def _save_step(self, plan: StepPlan, model: SegmentationModel, meta: dict[str, Any],
+                   names: list[str], entry: dict[str, Any]) -> None:
+        classes = model_classes(self.dataset, self.schedule, model.num_classes)
+        ckpt_meta = {
+            **meta,
+            "step": plan.step,
+            "step_classes": entry["step_classes"],
+            "classes": [{"index": i, "name": c.name, "color": list(c.color)}
+                        for i, c in enumerate(classes)],
+            "config": self.config.to_dict(),
+        }
+        path = save_checkpoint(self.run_dir / "checkpoints" / f"step_{plan.step}.pt", model,
+                               ckpt_meta)
+        entry["checkpoint"] = os.path.relpath(path, self.run_dir)
+        write_text(self.run_dir / "metrics" / f"step_{plan.step}.csv", step_csv(entry))
+        write_text(self.run_dir / "metrics" / f"step_{plan.step}_confusion.csv",
+                   confusion_csv(self._last_cm, names))
+        self.report["steps"].append(entry)
+        write_json(self.run_dir / "report.json", self.report)
+        write_text(self.run_dir / "report.md", report_markdown(self.report))
+        self.echo(f"step {plan.step}: mIoU old {_pct(entry['miou_old'])}, new "
+                  f"{_pct(entry['miou_new'])}, all {_pct(entry['miou_all'])}")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def _first_profile(path: Path) -> dict[str, Any]:
+    from geoidec.data.base import open_raster
+
+    with open_raster(path) as src:
+        return {"res": list(src.res), "crs": src.crs.to_string() if src.crs else None}
+
+
+def train_run(
+    dataset: DatasetSpec,
+    steps: str,
+    config: Config,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    echo: Callable[[str], None] = print,
+) -> RunResult:
+    """Parse the schedule, prepare the run folder and run every step."""
+    schedule = TaskSchedule.parse(steps, dataset.class_names)
+    run_dir = prepare_run_dir(out, overwrite)
+    return IncrementalRun(dataset, schedule, config, run_dir, echo).run()
+
+
+__all__ = ["IncrementalRun", "RunResult", "train_run", "resolve_device", "np"]

@@ -1,0 +1,228 @@
+"""Bounded-memory sliding-window prediction with cosine blending.
+
+A scene of ``height`` x ``width`` pixels is covered by ``tile`` x ``tile`` windows from
+:func:`geoidec.data.tiling.grid_windows` (stride ``tile - overlap``; edge windows are
+shifted inside the scene, never padded, unless the scene is smaller than the tile).
+Windows are processed row by row of windows; each window's class probabilities are
+multiplied by :func:`blend_weights` and accumulated, together with the weights, into a
+row-band accumulator of ``tile`` rows by the scene width. As soon as rows can no longer be
+touched by a later window they are normalised by the summed weights and yielded, then the
+band slides down. Memory is therefore ``O(K * tile * width)``, independent of the height.
+
+Reading runs in a background thread that prefetches the next batch while the model works
+on the current one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+
+from geoidec.data.tiling import grid_windows
+
+__all__ = ["SlidingWindowPredictor", "blend_weights"]
+
+WEIGHT_FLOOR = 1e-3
+"""Smallest blending weight, so pixels seen by one window only near its border still count."""
+
+ReadFn = Callable[[Window], tuple[np.ndarray, np.ndarray]]
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def blend_weights(size: int, overlap: int) -> np.ndarray:
+    """Return the ``(size, size)`` float32 blending window.
+
+    Along each axis the weight rises over the first ``overlap`` pixels as
+    ``w(i) = (1 - cos(pi * (i + 0.5) / overlap)) / 2``, is 1 in the interior and falls
+    symmetrically over the last ``overlap`` pixels; the 2-D window is the outer product of
+    the two axes, floored at :data:`WEIGHT_FLOOR` so it is strictly positive. Two windows
+    offset by ``size - overlap`` have ramps summing to 1 (before the floor) in their
+    overlap, so blending is a smooth partition of unity there.
+
+    Args:
+        size: window side in pixels (> 0).
+        overlap: ramp length in pixels, ``0 <= overlap <= size`` (0 gives all ones; above
+            ``size // 2`` the two ramps of an axis multiply where they meet).
+
+    Returns:
+        Array of shape ``(size, size)``, dtype float32, values in ``[WEIGHT_FLOOR, 1]``.
+    """
+    if size <= 0:
+        raise ValueError(f"size must be > 0, got {size}")
+    if not 0 <= overlap <= size:
+        raise ValueError(f"overlap must satisfy 0 <= overlap <= size ({size}), got {overlap}")
+    axis = np.ones(size, dtype=np.float64)
+    if overlap > 0:
+        i = np.arange(overlap, dtype=np.float64)
+        ramp = 0.5 * (1.0 - np.cos(math.pi * (i + 0.5) / overlap))
+        axis[:overlap] *= ramp
+        axis[size - overlap :] *= ramp[::-1]
+    weights = np.maximum(np.outer(axis, axis), WEIGHT_FLOOR)
+    return weights.astype(np.float32)
+
+
+class SlidingWindowPredictor:
+    """Predict a large scene window by window, yielding blended probability row bands.
+
+    Args:
+        predict: maps a float32 batch ``(B, C, tile, tile)`` on ``device`` to per-class
+            probabilities ``(B, K, tile, tile)`` (the caller applies softmax). It is called
+            under ``torch.no_grad()``.
+        num_classes: ``K``.
+        tile: window side in pixels.
+        overlap: pixels shared by neighbouring windows (``0 <= overlap < tile``); also the
+            length of the cosine ramp.
+        batch_size: windows per ``predict`` call.
+        device: where batches and the accumulator live.
+    """
+
+    def __init__(
+        self,
+        predict: Callable[[torch.Tensor], torch.Tensor],
+        *,
+        num_classes: int,
+        tile: int,
+        overlap: int,
+        batch_size: int = 4,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if num_classes <= 0:
+            raise ValueError(f"num_classes must be > 0, got {num_classes}")
+        if tile <= 0:
+            raise ValueError(f"tile must be > 0, got {tile}")
+        if not 0 <= overlap < tile:
+            raise ValueError(f"overlap must satisfy 0 <= overlap < tile ({tile}), got {overlap}")
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be > 0, got {batch_size}")
+        self.predict = predict
+        self.num_classes = num_classes
+        self.tile = tile
+        self.overlap = overlap
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self._weights = torch.from_numpy(blend_weights(tile, overlap)).to(self.device)
+
+    def windows(self, height: int, width: int) -> list[Window]:
+        """Windows used for a ``height`` x ``width`` scene, in processing order."""
+        return grid_windows(height, width, self.tile, self.tile - self.overlap)
+
+    def _read_batch(self, read: ReadFn, windows: list[Window]) -> Batch:
+        """Read and stack ``windows`` (runs in the prefetch thread)."""
+        images, valids = [], []
+        t = self.tile
+        for window in windows:
+            image, valid = read(window)
+            image = np.asarray(image, dtype=np.float32)
+            valid = np.asarray(valid, dtype=bool)
+            if image.ndim != 3 or image.shape[1:] != (t, t) or valid.shape != (t, t):
+                raise ValueError(
+                    f"read({window}) returned image {image.shape} and valid {valid.shape}; "
+                    f"expected (C, {t}, {t}) and ({t}, {t})"
+                )
+            images.append(image)
+            valids.append(valid)
+        x = torch.from_numpy(np.stack(images))
+        v = torch.from_numpy(np.stack(valids))
+        if self.device.type == "cuda":
+            x, v = x.pin_memory(), v.pin_memory()
+        return x, v
+
+    def run(
+        self,
+        read: ReadFn,
+        height: int,
+        width: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Predict a scene and yield finished row bands top to bottom.
+
+        Args:
+            read: ``read(window) -> (image (C, tile, tile) float32 normalised,
+                valid (tile, tile) bool)``. Windows are always ``tile`` x ``tile``; for a
+                scene smaller than the tile they overhang it and the reader pads them
+                (``valid`` False on the padding).
+            height: scene rows.
+            width: scene columns.
+            progress: called as ``progress(done_windows, total_windows)`` after each batch.
+
+        Yields:
+            ``(row_start, probs, valid)``: ``probs`` ``(K, n, width)`` float32, the
+            weighted average of the overlapping windows' probabilities; ``valid``
+            ``(n, width)`` bool. ``valid`` is the AND of the masks of every window covering
+            the pixel: inside the scene a reader's mask does not depend on the window, so
+            this equals any other choice there, and padding never leaks in. The bands
+            cover ``[0, height)`` exactly once, in order, each at most ``tile`` rows high.
+        """
+        windows = self.windows(height, width)
+        total = len(windows)
+        t, k = self.tile, self.num_classes
+        band_width = max(width, t)  # a scene narrower than the tile still gets full windows
+        acc = torch.zeros((k, t, band_width), dtype=torch.float32, device=self.device)
+        wsum = torch.zeros((t, band_width), dtype=torch.float32, device=self.device)
+        vand = torch.ones((t, band_width), dtype=torch.bool, device=self.device)
+        top = 0  # scene row of the accumulator's first row
+        batches = [windows[i : i + self.batch_size] for i in range(0, total, self.batch_size)]
+
+        def flush(stop: int) -> tuple[int, np.ndarray, np.ndarray]:
+            """Return finished rows [top, stop) and slide the band down to ``stop``."""
+            nonlocal top
+            n = stop - top
+            probs = (acc[:, :n, :width] / wsum[:n, :width]).cpu().numpy()
+            valid = vand[:n, :width].cpu().numpy().copy()  # the band is reused below
+            out = (top, probs, valid)
+            # Slide the band: rows [n, t) move up, freed rows at the bottom reset.
+            acc[:, : t - n] = acc[:, n:].clone()
+            wsum[: t - n] = wsum[n:].clone()
+            vand[: t - n] = vand[n:].clone()
+            acc[:, t - n :] = 0.0
+            wsum[t - n :] = 0.0
+            vand[t - n :] = True
+            top = stop
+            return out
+
+        done = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoidec-read") as pool:
+            pending: Future[Batch] | None = None
+            try:
+                if batches:
+                    pending = pool.submit(self._read_batch, read, batches[0])
+                for b, batch in enumerate(batches):
+                    assert pending is not None
+                    x, v = pending.result()
+                    pending = None
+                    if b + 1 < len(batches):
+                        pending = pool.submit(self._read_batch, read, batches[b + 1])
+                    x = x.to(self.device, non_blocking=True)
+                    v = v.to(self.device, non_blocking=True)
+                    with torch.no_grad():
+                        probs = self.predict(x)
+                    if tuple(probs.shape) != (len(batch), k, t, t):
+                        raise ValueError(
+                            f"predict returned shape {tuple(probs.shape)}, "
+                            f"expected {(len(batch), k, t, t)}"
+                        )
+                    probs = probs.detach().to(self.device, torch.float32)
+                    for i, window in enumerate(batch):
+                        r0, c0 = int(window.row_off), int(window.col_off)
+                        if r0 > top:
+                            # Windows come row-major: nothing later touches rows above r0.
+                            yield flush(min(r0, height))
+                        rows = slice(r0 - top, r0 - top + t)
+                        cols = slice(c0, c0 + t)
+                        acc[:, rows, cols] += probs[i] * self._weights
+                        wsum[rows, cols] += self._weights
+                        vand[rows, cols] &= v[i]
+                    done += len(batch)
+                    if progress is not None:
+                        progress(done, total)
+                while top < height:
+                    yield flush(min(top + t, height))
+            finally:
+                if pending is not None:
+                    pending.cancel()
+                    pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,89 @@
+"""What a continual-learning method is: a small object over the one shared engine.
+
+A method decides (1) which training steps to run for a task schedule and with which targets,
+and (2) the named loss terms of a batch. Everything else (data, augmentation, optimisation,
+devices, evaluation, checkpoints, reports) is the engine's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from geoidec.config import MethodConfig
+from geoidec.models import SegOutput
+from geoidec.tasks import TaskSchedule
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One training step as the engine runs it."""
+
+    #: Step number written in reports (the schedule step whose classes are now all known).
+    step: int
+    #: Output channels per classifier head of the model trained in this step.
+    classes_per_step: tuple[int, ...]
+    #: Dataset-index label -> training target (model index) for this step.
+    lut: np.ndarray
+    #: Dataset class indices a training chip must contain.
+    chip_classes: tuple[int, ...]
+    #: Model indices evaluated after the step, split as the protocol reports them.
+    old_classes: tuple[int, ...]
+    new_classes: tuple[int, ...]
+    #: Model indices learnt in this step (reported as ``step_classes``).
+    step_classes: tuple[int, ...]
+    #: Incremental (t > 0) steps use the incremental learning rate and iterations.
+    incremental: bool
+
+
+@dataclass
+class Batch:
+    """What a method sees of one training batch (targets already remapped for the step)."""
+
+    image: torch.Tensor
+    target: torch.Tensor
+    out: SegOutput
+    old_out: SegOutput | None
+    step: StepPlan
+
+
+class Method:
+    """Base class: cross-entropy on the step's targets, one plan entry per schedule step."""
+
+    name: ClassVar[str] = "base"
+    #: Whether the engine must run the frozen previous-step model on every batch.
+    needs_old_model: ClassVar[bool] = False
+
+    def __init__(self, config: MethodConfig) -> None:
+        self.config = config
+
+    def plan(self, schedule: TaskSchedule) -> list[StepPlan]:
+        """Incremental plan: step t learns the schedule's step t classes."""
+        plans = []
+        old = schedule.new_classes(0)
+        for t in range(schedule.num_steps):
+            seen = schedule.seen_classes(t)
+            plans.append(
+                StepPlan(
+                    step=t,
+                    classes_per_step=tuple(schedule.classes_per_step()[: t + 1]),
+                    lut=schedule.train_lut(t),
+                    chip_classes=_dataset_indices(schedule, schedule.new_classes(t)),
+                    old_classes=old,
+                    new_classes=tuple(c for c in seen if c not in old),
+                    step_classes=schedule.new_classes(t),
+                    incremental=t > 0,
+                )
+            )
+        return plans
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Named loss terms; the engine sums them and logs each one."""
+        raise NotImplementedError
+
+
+def _dataset_indices(schedule: TaskSchedule, model_classes: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(schedule.dataset_index[c]) for c in model_classes)

@@ -1,0 +1,188 @@
+"""DeepLabV3 with a growing classifier, returning logits and intermediate features."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from geoidec.models.backbones import (
+    Backbone,
+    build_backbone,
+    canonical_backbone_name,
+    load_backbone_weights,
+)
+from geoidec.models.heads import ASPP, IncrementalClassifier, atrous_rates_for
+
+__all__ = ["FEATURE_NAMES", "SegOutput", "SegmentationModel", "build_model"]
+
+#: Keys of :attr:`SegOutput.features`.
+FEATURE_NAMES: tuple[str, ...] = ("layer1", "layer2", "layer3", "aspp")
+
+
+class SegOutput(NamedTuple):
+    """Output of :class:`SegmentationModel`.
+
+    Attributes:
+        logits: ``(B, K, H, W)`` class scores at the input's size (bilinear upsampling,
+            ``align_corners=False``); K counts all classes, background (index 0) included.
+        features: ``layer1``, ``layer2``, ``layer3`` (backbone stages, strides 4, 8, 16 at
+            output stride 16) and ``aspp`` (ASPP output before dropout, stride 16).
+    """
+
+    logits: Tensor
+    features: dict[str, Tensor]
+
+
+class SegmentationModel(nn.Module):
+    """DeepLabV3: backbone -> ASPP -> dropout -> growing 1x1-conv classifier.
+
+    Build it with :func:`build_model`. Training mode needs batches of at least 2 images (the
+    ASPP image-pooling branch has BatchNorm on a 1x1 map); eval mode accepts batch 1.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        classes_per_step: Sequence[int],
+        *,
+        aspp_channels: int = 256,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.aspp = ASPP(
+            backbone.channels["layer4"],
+            atrous_rates_for(backbone.output_stride),
+            out_channels=aspp_channels,
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = IncrementalClassifier(aspp_channels, classes_per_step)
+        self._aspp_channels = aspp_channels
+        self._dropout_p = float(dropout)
+
+    # -- structure ------------------------------------------------------------------------
+    @property
+    def num_classes(self) -> int:
+        """Total number of classes, background included."""
+        return self.classifier.num_classes
+
+    @property
+    def classes_per_step(self) -> list[int]:
+        """Number of classifier outputs added at each step (step 0 includes background)."""
+        return self.classifier.classes_per_step
+
+    @property
+    def feature_channels(self) -> dict[str, int]:
+        """Channel count of each entry of :attr:`SegOutput.features`."""
+        ch = self.backbone.channels
+        return {
+            "layer1": ch["layer1"],
+            "layer2": ch["layer2"],
+            "layer3": ch["layer3"],
+            "aspp": self._aspp_channels,
+        }
+
+    @property
+    def feature_strides(self) -> dict[str, int]:
+        """Stride of each entry of :attr:`SegOutput.features` relative to the input."""
+        st = self.backbone.strides
+        return {
+            "layer1": st["layer1"],
+            "layer2": st["layer2"],
+            "layer3": st["layer3"],
+            "aspp": st["layer4"],
+        }
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Plain-dict architecture: ``build_model(**model.config)`` rebuilds it identically."""
+        return {
+            "backbone": self.backbone.name,
+            "classes_per_step": self.classes_per_step,
+            "in_channels": self.backbone.in_channels,
+            "aspp_channels": self._aspp_channels,
+            "output_stride": self.backbone.output_stride,
+            "dropout": self._dropout_p,
+        }
+
+    def add_step(self, n_new: int) -> None:
+        """Grow the classifier by a head of ``n_new`` classes (MiB initialisation).
+
+        Create the optimiser after calling this, so that it sees the new head's parameters.
+        """
+        self.classifier.add_step(n_new)
+
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the backbone."""
+        return self.backbone.parameters()
+
+    def head_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the decoder: ASPP and classifier."""
+        yield from self.aspp.parameters()
+        yield from self.classifier.parameters()
+
+    # -- forward --------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> SegOutput:
+        """Segment ``x`` ``(B, C, H, W)``; see :class:`SegOutput`."""
+        if x.ndim != 4 or x.shape[1] != self.backbone.in_channels:
+            raise ValueError(
+                f"expected input (B, {self.backbone.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        if x.shape[0] < 2 and self.aspp.needs_batch_of_two:
+            raise ValueError(
+                "training mode needs a batch of at least 2 images (BatchNorm in the ASPP "
+                "image-pooling branch); use model.eval() for batch 1 or drop_last=True in the "
+                "DataLoader"
+            )
+        stages = self.backbone(x)
+        aspp = self.aspp(stages["layer4"])
+        logits = self.classifier(self.dropout(aspp))
+        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        features = {
+            "layer1": stages["layer1"],
+            "layer2": stages["layer2"],
+            "layer3": stages["layer3"],
+            "aspp": aspp,
+        }
+        return SegOutput(logits, features)
+
+
+def build_model(
+    backbone: str,
+    classes_per_step: Sequence[int],
+    *,
+    in_channels: int = 3,
+    aspp_channels: int = 256,
+    output_stride: int = 16,
+    weights: str = "none",
+    dropout: float = 0.1,
+) -> SegmentationModel:
+    """Build a DeepLabV3 segmentation model with one classifier head per listed step.
+
+    Args:
+        backbone: a name of :data:`~geoidec.models.backbones.BACKBONES` (``resnet101``,
+            ``resnet50``, ``resnet18``, ``mobilenet_v3_large``, ``mobilenet_v3_small``,
+            ``mobilenet_v2``).
+        classes_per_step: outputs of each step's head, e.g. ``[5, 1]``: step 0 has background
+            + 4 classes, step 1 adds one.
+        in_channels: number of input bands.
+        aspp_channels: width of the ASPP output (and classifier input).
+        output_stride: 16 (last stage dilated) or 8 (last two stages dilated).
+        weights: ``"none"``, ``"imagenet"`` or a local checkpoint path; see
+            :func:`~geoidec.models.backbones.load_backbone_weights`. Only the backbone is
+            initialised from it.
+        dropout: dropout probability before the classifier.
+
+    Raises:
+        ValueError: unknown backbone or invalid argument.
+        WeightsError: weights could not be loaded.
+    """
+    name = canonical_backbone_name(backbone)
+    net = build_backbone(name, in_channels=in_channels, output_stride=output_stride)
+    load_backbone_weights(net, name, weights)
+    return SegmentationModel(
+        net, list(classes_per_step), aspp_channels=aspp_channels, dropout=dropout
+    )
