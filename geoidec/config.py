@@ -79,6 +79,9 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 1e-4
     poly_power: float = 0.9
+    #: Clip the global gradient norm (None: no clipping). Light MobileNets trained with SGD
+    #: diverge at the first incremental iterations without it.
+    grad_clip: float | None = None
     #: ``auto`` uses mixed precision on CUDA and fp32 elsewhere; ``32`` forces fp32.
     precision: str = "auto"
     seed: int = 0

@@ -29,7 +29,6 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.transform import from_origin
 
 __all__ = ["generate_isprs_sample"]
 
@@ -68,7 +67,7 @@ _ORIGIN_X = 366000.0  # easting of the west edge of column 10
 _ORIGIN_Y = 5808000.0  # northing of the north edge of row 2
 
 # Sun: south-south-west, fairly high (summer acquisition); shadows fall north-north-east.
-_SUN_TAN_ELEVATION = math.tan(math.radians(57.0))
+_SUN_TAN_ELEVATION = math.tan(math.radians(62.0))
 _SHADOW_COL_PER_ROW = 0.35  # eastward drift of a shadow per pixel it travels north
 _SHADOW_FACTOR = np.array([0.42, 0.45, 0.55, 0.47], dtype=np.float32)  # R, G, B, IR
 
@@ -222,7 +221,9 @@ def _value_noise(rng: np.random.Generator, n: int, cell: float) -> np.ndarray:
     return out * np.float32(1.3)
 
 
-def _fractal_noise(rng: np.random.Generator, n: int, res: float, scales_m: Sequence[float]) -> np.ndarray:
+def _fractal_noise(
+    rng: np.random.Generator, n: int, res: float, scales_m: Sequence[float]
+) -> np.ndarray:
     """Sum of value-noise octaves whose cell sizes are given in metres (normalised to ~unit std)."""
     total = np.zeros((n, n), dtype=np.float32)
     weight = 0.0
@@ -333,7 +334,9 @@ def _split_parcels(
         _split_parcels(rng, (x0, ym, x1, y1), max_side, out)
 
 
-def _paint_gable(sc: _Scene, box: tuple[float, float, float, float], colour: np.ndarray, eave: float) -> None:
+def _paint_gable(
+    sc: _Scene, box: tuple[float, float, float, float], colour: np.ndarray, eave: float
+) -> None:
     """A gabled roof part: ridge along the long side, sun-facing slope brighter, tile stripes."""
     win = sc.window(*box)
     if win is None:
@@ -363,7 +366,9 @@ def _paint_gable(sc: _Scene, box: tuple[float, float, float, float], colour: np.
     sc.paint(rows, cols, mask, _BUILDING, _M_ROOF_GABLE, colour, height, shade)
 
 
-def _paint_flat(sc: _Scene, box: tuple[float, float, float, float], colour: np.ndarray, height: float) -> None:
+def _paint_flat(
+    sc: _Scene, box: tuple[float, float, float, float], colour: np.ndarray, height: float
+) -> None:
     """A flat roof with a dark parapet edge and a few light rooftop units."""
     win = sc.window(*box)
     if win is None:
@@ -392,7 +397,7 @@ def _paint_building(sc: _Scene, parcel: tuple[float, float, float, float]) -> No
     """A rectangular or L-shaped building inset in its parcel, with an optional driveway."""
     rng = sc.rng
     x0, y0, x1, y1 = parcel
-    inset = rng.uniform(0.9, 3.2, size=4)
+    inset = rng.uniform(0.7, 2.8, size=4)
     bx0, by0, bx1, by1 = x0 + inset[0], y0 + inset[1], x1 - inset[2], y1 - inset[3]
     min_side = max(4.0, 4 * sc.res)
     if bx1 - bx0 < min_side or by1 - by0 < min_side:
@@ -407,9 +412,15 @@ def _paint_building(sc: _Scene, parcel: tuple[float, float, float, float]) -> No
         fx, fy = rng.uniform(0.35, 0.6, size=2)
         cx, cy = bx0 + fx * (bx1 - bx0), by0 + fy * (by1 - by0)
         if rng.random() < 0.5:  # keep west wing full height, east wing partial
-            parts = [(bx0, by0, cx, by1), (cx, by0, bx1, cy) if rng.random() < 0.5 else (cx, cy, bx1, by1)]
+            parts = [
+                (bx0, by0, cx, by1),
+                (cx, by0, bx1, cy) if rng.random() < 0.5 else (cx, cy, bx1, by1),
+            ]
         else:
-            parts = [(bx0, by0, bx1, cy), (bx0, cy, cx, by1) if rng.random() < 0.5 else (cx, cy, bx1, by1)]
+            parts = [
+                (bx0, by0, bx1, cy),
+                (bx0, cy, cx, by1) if rng.random() < 0.5 else (cx, cy, bx1, by1),
+            ]
     for part in parts:
         if flat:
             _paint_flat(sc, part, colour, eave)
@@ -434,9 +445,7 @@ def _paint_building(sc: _Scene, parcel: tuple[float, float, float, float]) -> No
             sc.paint(rows, cols, mask, _IMPERVIOUS, _M_PAVING, _PAVING, 0.0)
 
 
-def _paint_car(
-    sc: _Scene, cx: float, cy: float, along_x: bool, *, allowed: tuple[int, ...], force: bool = False
-) -> int:
+def _paint_car(sc: _Scene, cx: float, cy: float, along_x: bool, *, allowed: tuple[int, ...]) -> int:
     """One car (about 4.5 x 1.9 m, at least a few pixels) if it fits on ``allowed`` materials."""
     rng = sc.rng
     length = max(float(rng.uniform(4.1, 4.9)), 4 * sc.res)
@@ -448,7 +457,7 @@ def _paint_car(
         return 0
     rows, cols, ys, xs = win
     under = sc.mat[rows, cols]
-    if not force and not np.isin(under, allowed).all():
+    if not np.isin(under, allowed).all():
         return 0
     shape = under.shape
     colour = _CAR_COLOURS[int(rng.choice(len(_CAR_COLOURS), p=_CAR_COLOUR_PROB))]
@@ -465,7 +474,9 @@ def _paint_car(
     gained = sc.paint(rows, cols, mask, _CAR, _M_CAR, colour, 1.5, shade)
     if sc.res <= 0.15:
         front = 0.72 if rng.random() < 0.5 else 0.18
-        glass = mask & (((u > front) & (u < front + 0.12)) | ((u > 1.03 - front - 0.12) & (u < 1.03 - front)))
+        glass = mask & (
+            ((u > front) & (u < front + 0.12)) | ((u > 1.03 - front - 0.12) & (u < 1.03 - front))
+        )
         glass &= np.abs(2 * v - 1) < 0.8
         sc.paint(rows, cols, glass, _CAR, _M_GLASS, _GLASS, 1.4)
     return gained
@@ -500,7 +511,9 @@ def _paint_parking(sc: _Scene, parcel: tuple[float, float, float, float], want_c
     return gained
 
 
-def _blob_mask(rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray, cx: float, cy: float, r: float) -> np.ndarray:
+def _blob_mask(
+    rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray, cx: float, cy: float, r: float
+) -> np.ndarray:
     """An irregular round blob of mean radius ``r`` metres around ``(cx, cy)``.
 
     The radius is modulated by a few angular harmonics, evaluated through powers of the unit
@@ -516,12 +529,14 @@ def _blob_mask(rng: np.random.Generator, ys: np.ndarray, xs: np.ndarray, cx: flo
     a = rng.uniform(0.05, 0.16, size=3)
     wobble = np.zeros(d2.shape, dtype=np.float32)
     for amp, phase, zk in zip(a, p, (z2, z3, z5), strict=True):
-        wobble += np.float32(amp) * (np.float32(math.sin(phase)) * zk.real + np.float32(math.cos(phase)) * zk.imag)
+        wobble += np.float32(amp) * (
+            np.float32(math.sin(phase)) * zk.real + np.float32(math.cos(phase)) * zk.imag
+        )
     radius = np.float32(r) * (1 + wobble)
     return d2 <= radius * radius
 
 
-def _paint_clutter(sc: _Scene, cx: float, cy: float, *, force: bool = False) -> int:
+def _paint_clutter(sc: _Scene, cx: float, cy: float) -> int:
     """A clutter object: a bin/container (rectangle) or an irregular heap; returns pixels added."""
     rng = sc.rng
     minimum = 3 * sc.res
@@ -535,7 +550,12 @@ def _paint_clutter(sc: _Scene, cx: float, cy: float, *, force: bool = False) -> 
             return 0
         rows, cols, ys, xs = win
         mask = np.ones((ys.shape[0], xs.shape[1]), dtype=bool)
-        mat, colour, height = _M_CLUTTER, _CLUTTER_COLOURS[int(rng.choice(len(_CLUTTER_COLOURS)))], float(rng.uniform(1.0, 2.6))
+        height: float | np.ndarray
+        mat, colour, height = (
+            _M_CLUTTER,
+            _CLUTTER_COLOURS[int(rng.choice(len(_CLUTTER_COLOURS)))],
+            float(rng.uniform(1.0, 2.6)),
+        )
         shade: float | np.ndarray = 1.0
     else:
         r = max(float(rng.uniform(0.8, 2.8)), minimum)
@@ -549,20 +569,21 @@ def _paint_clutter(sc: _Scene, cx: float, cy: float, *, force: bool = False) -> 
         height = np.clip(1.0 - d, 0.0, 1.0) * float(rng.uniform(0.5, 1.8))
         # Lit on the south-west flank.
         shade = (1.0 + 0.18 * np.clip(((ys - cy) - (xs - cx)) / r, -1, 1)).astype(np.float32)
-    if not force:
-        under = sc.mat[rows, cols]
-        ok = np.isin(under, (_M_GRASS, _M_SIDEWALK, _M_PAVING))
-        if np.count_nonzero(mask & ~ok) > 0.05 * max(1, np.count_nonzero(mask)):
-            return 0
-        mask = mask & ok
-    return sc.paint(rows, cols, mask, _CLUTTER, mat, colour * np.float32(rng.uniform(0.9, 1.1)), height, shade)
+    under = sc.mat[rows, cols]
+    ok = np.isin(under, (_M_GRASS, _M_SIDEWALK, _M_PAVING))
+    if np.count_nonzero(mask & ~ok) > 0.05 * max(1, int(np.count_nonzero(mask))):
+        return 0
+    mask = mask & ok
+    return sc.paint(
+        rows, cols, mask, _CLUTTER, mat, colour * np.float32(rng.uniform(0.9, 1.1)), height, shade
+    )
 
 
-def _paint_tree(sc: _Scene, cx: float, cy: float, r: float, *, force: bool = False) -> int:
+def _paint_tree(sc: _Scene, cx: float, cy: float, r: float) -> int:
     """A tree crown (irregular dome, brighter on the sun side); returns tree pixels added."""
     rng = sc.rng
     r = max(r, 2 * sc.res)
-    if not force and 0 <= cx < sc.extent and 0 <= cy < sc.extent:
+    if 0 <= cx < sc.extent and 0 <= cy < sc.extent:
         centre = sc.mat[int(cy / sc.res), int(cx / sc.res)]
         if centre not in (_M_GRASS, _M_SIDEWALK, _M_PAVING, _M_TREE):
             return 0
@@ -573,12 +594,11 @@ def _paint_tree(sc: _Scene, cx: float, cy: float, r: float, *, force: bool = Fal
     mask = _blob_mask(rng, ys, xs, cx, cy, r)
     under = sc.mat[rows, cols]
     ok = np.isin(under, (_M_GRASS, _M_SIDEWALK, _M_PAVING, _M_TREE))
-    if not force:
-        blocked = np.isin(under, (_M_ROOF_FLAT, _M_ROOF_GABLE, _M_ROOF_UNIT, _M_ASPHALT, _M_CAR, _M_GLASS))
-        if np.count_nonzero(mask & blocked) > 0.04 * max(1, np.count_nonzero(mask)):
-            return 0
-    else:
-        ok = ok | np.isin(under, (_M_CLUTTER, _M_HEAP))
+    blocked = np.isin(
+        under, (_M_ROOF_FLAT, _M_ROOF_GABLE, _M_ROOF_UNIT, _M_ASPHALT, _M_CAR, _M_GLASS)
+    )
+    if np.count_nonzero(mask & blocked) > 0.04 * max(1, int(np.count_nonzero(mask))):
+        return 0
     mask = mask & ok
     d2 = ((ys - cy) ** 2 + (xs - cx) ** 2) / (r * r)
     top = float(rng.uniform(4.0, 12.0))
@@ -593,6 +613,13 @@ def _paint_tree(sc: _Scene, cx: float, cy: float, r: float, *, force: bool = Fal
     return sc.paint(rows, cols, mask, _TREE, _M_TREE, colour, height, shade)
 
 
+def _count_in(sc: _Scene, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Pixel count per class inside a box (m), clipped to the tile."""
+    r0, r1 = sc.span(box[1], box[3])
+    c0, c1 = sc.span(box[0], box[2])
+    return np.bincount(sc.lab[r0:r1, c0:c1].ravel(), minlength=6)
+
+
 def _layout(sc: _Scene) -> None:
     """Paint roads, parcels, cars, clutter and trees until the class targets are roughly met."""
     rng, w, n_pix = sc.rng, sc.extent, sc.size * sc.size
@@ -603,7 +630,9 @@ def _layout(sc: _Scene) -> None:
     # Blocks between roads, extended past the tile edge so parcels are not tile-aligned.
     lo, hi = -margin, w + margin
     xs = _intervals([(r.centre - r.half, r.centre + r.half) for r in roads if r.vertical], lo, hi)
-    ys = _intervals([(r.centre - r.half, r.centre + r.half) for r in roads if not r.vertical], lo, hi)
+    ys = _intervals(
+        [(r.centre - r.half, r.centre + r.half) for r in roads if not r.vertical], lo, hi
+    )
     parcels: list[tuple[float, float, float, float]] = []
     for ax0, ax1 in xs:
         for ay0, ay1 in ys:
@@ -612,21 +641,31 @@ def _layout(sc: _Scene) -> None:
 
     car_target = float(rng.uniform(0.012, 0.022)) * n_pix
     clutter_target = float(rng.uniform(0.035, 0.055)) * n_pix
-    tree_target = float(rng.uniform(0.11, 0.15)) * n_pix
-    car_px = 0
-    for parcel in parcels:
-        u = rng.random()
-        if u < 0.72:
+    tree_target = float(rng.uniform(0.12, 0.16)) * n_pix
+    building_target = float(rng.uniform(0.23, 0.29)) * n_pix
+    building_px = 0
+    impervious_px = int(np.count_nonzero(sc.lab == _IMPERVIOUS))
+    for k in rng.permutation(len(parcels)):
+        parcel = parcels[int(k)]
+        before = _count_in(sc, parcel)
+        if building_px < building_target and rng.random() < 0.88:
             _paint_building(sc, parcel)
-        elif u < 0.8:
-            car_px += _paint_parking(sc, parcel, float(rng.uniform(0.35, 0.7)))
+        elif impervious_px < 0.27 * n_pix and rng.random() < 0.4:
+            _paint_parking(sc, parcel, float(rng.uniform(0.35, 0.7)))
         # else: lawn / park, trees come later
+        after = _count_in(sc, parcel)
+        building_px += int(after[_BUILDING] - before[_BUILDING])
+        impervious_px += int(after[_IMPERVIOUS] - before[_IMPERVIOUS])
 
     # Cars parked along the kerbs and a few driving in the lanes.
     car_px = int(np.count_nonzero(sc.lab == _CAR))
     local_roads = [r for r in roads if -r.half < r.centre < w + r.half]
     attempts = 0
-    while car_px < car_target and local_roads and attempts < 50 + int(20 * car_target * sc.res**2 / 9.0):
+    while (
+        car_px < car_target
+        and local_roads
+        and attempts < 50 + int(20 * car_target * sc.res**2 / 9.0)
+    ):
         attempts += 1
         road = local_roads[int(rng.integers(len(local_roads)))]
         side = float(rng.choice([-1.0, 1.0]))
@@ -639,7 +678,9 @@ def _layout(sc: _Scene) -> None:
     # Clutter on lawns, sidewalks and paving.
     clutter_px = 0
     attempts = 0
-    while clutter_px < clutter_target and attempts < 300 + int(30 * clutter_target * sc.res**2 / 3.0):
+    while clutter_px < clutter_target and attempts < 300 + int(
+        30 * clutter_target * sc.res**2 / 3.0
+    ):
         attempts += 1
         cx, cy = rng.uniform(-1.0, w + 1.0, size=2)
         clutter_px += _paint_clutter(sc, float(cx), float(cy))
@@ -673,50 +714,80 @@ def _random_pixel_of(sc: _Scene, mask: np.ndarray) -> tuple[float, float] | None
     return (c + 0.5) * sc.res, (r + 0.5) * sc.res
 
 
+def _stamp(sc: _Scene, cls: int) -> None:
+    """Last resort: a small square of ``cls`` on pixels of the currently most common class.
+
+    Only pixels of the dominant class are overwritten, so no other class can disappear.
+    """
+    counts = np.bincount(sc.lab.ravel(), minlength=6)
+    dominant = int(np.argmax(counts))
+    where = _random_pixel_of(sc, sc.lab == dominant)
+    if where is None:
+        return
+    half = max(1.5 * sc.res, min(1.0, sc.extent / 16))
+    win = sc.window(where[0] - half, where[1] - half, where[0] + half, where[1] + half)
+    if win is None:
+        return
+    rows, cols, _, _ = win
+    mask = sc.lab[rows, cols] == dominant
+    rng = sc.rng
+    look = {
+        _CLUTTER: (_M_CLUTTER, _CLUTTER_COLOURS[int(rng.integers(len(_CLUTTER_COLOURS)))], 1.5),
+        _IMPERVIOUS: (_M_PAVING, _PAVING, 0.0),
+        _BUILDING: (_M_ROOF_FLAT, _ROOF_COLOURS[int(rng.integers(len(_ROOF_COLOURS)))], 8.0),
+        _LOW_VEG: (_M_GRASS, _GRASS, 0.0),
+        _TREE: (_M_TREE, _TREE_COLOUR, 6.0),
+        _CAR: (_M_CAR, _CAR_COLOURS[int(rng.integers(len(_CAR_COLOURS)))], 1.5),
+    }
+    mat, colour, height = look[cls]
+    sc.paint(rows, cols, mask, cls, mat, colour, height)
+
+
 def _ensure_all_classes(sc: _Scene) -> None:
-    """Guarantee every class appears at least once (small tiles can miss the rare ones)."""
+    """Guarantee every class appears (small tiles can miss the rare ones).
+
+    First tries to place a natural object where it belongs (a car on asphalt, a tree or
+    clutter on a lawn, a small building on free ground); if that keeps failing, stamps a
+    small patch of the class over the most common class.
+    """
+    rng = sc.rng
     inner = np.zeros_like(sc.lab, dtype=bool)
     b = max(1, sc.size // 10)
     inner[b:-b, b:-b] = True
     for cls in (_BUILDING, _CAR, _CLUTTER, _TREE, _LOW_VEG, _IMPERVIOUS):
-        if np.count_nonzero(sc.lab == cls):
-            continue
-        for attempt in range(40):
-            force = attempt >= 30
-            if cls == _CAR:
-                where = _random_pixel_of(sc, inner & (sc.mat == _M_ASPHALT)) or _random_pixel_of(sc, inner)
-                if where:
-                    _paint_car(sc, *where, bool(sc.rng.random() < 0.5), allowed=(_M_ASPHALT, _M_MARKING), force=force)
-            elif cls == _CLUTTER:
-                where = _random_pixel_of(sc, inner & np.isin(sc.mat, (_M_GRASS, _M_SIDEWALK, _M_PAVING)))
-                where = where or _random_pixel_of(sc, inner)
-                if where:
-                    _paint_clutter(sc, *where, force=force)
-            elif cls == _TREE:
-                where = _random_pixel_of(sc, inner & (sc.mat == _M_GRASS)) or _random_pixel_of(sc, inner)
-                if where:
-                    _paint_tree(sc, *where, float(sc.rng.uniform(1.5, 2.5)), force=force)
-            else:
-                where = _random_pixel_of(sc, inner & (sc.lab != _CAR)) or _random_pixel_of(sc, inner)
-                if where is None:
-                    break
-                half = max(3.0, 3 * sc.res) if cls == _BUILDING else max(1.0, 3 * sc.res)
-                win = sc.window(where[0] - half, where[1] - half, where[0] + half, where[1] + half)
-                if win is None:
-                    continue
-                rows, cols, ys, xs = win
-                mask = np.isin(sc.lab[rows, cols], (_LOW_VEG, _IMPERVIOUS, _CLUTTER)) if not force else np.ones(
-                    (ys.shape[0], xs.shape[1]), dtype=bool
-                )
-                if cls == _BUILDING:
-                    k = int(sc.rng.integers(len(_ROOF_COLOURS)))
-                    sc.paint(rows, cols, mask, cls, _M_ROOF_FLAT, _ROOF_COLOURS[k], float(sc.rng.uniform(6, 12)))
-                elif cls == _LOW_VEG:
-                    sc.paint(rows, cols, mask, cls, _M_GRASS, _GRASS, 0.0)
-                else:
-                    sc.paint(rows, cols, mask, cls, _M_PAVING, _PAVING, 0.0)
+        for _ in range(30):
             if np.count_nonzero(sc.lab == cls):
                 break
+            if cls == _CAR:
+                where = _random_pixel_of(sc, inner & (sc.mat == _M_ASPHALT))
+                if where:
+                    _paint_car(
+                        sc, *where, bool(rng.random() < 0.5), allowed=(_M_ASPHALT, _M_MARKING)
+                    )
+            elif cls == _CLUTTER:
+                where = _random_pixel_of(
+                    sc, inner & np.isin(sc.mat, (_M_GRASS, _M_SIDEWALK, _M_PAVING))
+                )
+                if where:
+                    _paint_clutter(sc, *where)
+            elif cls == _TREE:
+                where = _random_pixel_of(sc, inner & (sc.mat == _M_GRASS))
+                if where:
+                    _paint_tree(sc, *where, float(rng.uniform(1.5, 2.5)))
+            elif cls == _BUILDING:
+                where = _random_pixel_of(sc, inner & (sc.mat == _M_GRASS))
+                if where:
+                    half = float(rng.uniform(2.5, 4.0))
+                    box = (where[0] - half, where[1] - half, where[0] + half, where[1] + half)
+                    win = sc.window(*box)
+                    if win is not None and (sc.mat[win[0], win[1]] == _M_GRASS).all():
+                        k = int(rng.integers(len(_ROOF_COLOURS)))
+                        _paint_flat(sc, box, _ROOF_COLOURS[k], float(rng.uniform(6.0, 12.0)))
+            else:
+                break
+    for cls in (_BUILDING, _CAR, _CLUTTER, _TREE, _LOW_VEG, _IMPERVIOUS):
+        if not np.count_nonzero(sc.lab == cls):
+            _stamp(sc, cls)
 
 
 # --------------------------------------------------------------------------------------------
@@ -799,7 +870,9 @@ def _render(sc: _Scene) -> np.ndarray:
     img = img * factor
     tint = rng.uniform(0.95, 1.05, size=4).astype(np.float32) * np.float32(rng.uniform(0.93, 1.07))
     img = _blur3(img * tint)
-    img += grain[..., None] * np.float32(2.5) + rng.standard_normal((n, n, 4), dtype=np.float32) * np.float32(2.0)
+    img += grain[..., None] * np.float32(2.5) + rng.standard_normal(
+        (n, n, 4), dtype=np.float32
+    ) * np.float32(2.0)
     return np.clip(np.rint(img), 0, 255).astype(np.uint8).transpose(2, 0, 1).copy()
 
 
@@ -812,7 +885,9 @@ def _dsm(sc: _Scene, x0: float, y0: float, seed: int) -> np.ndarray:
     north = y0 - (np.arange(n, dtype=np.float64) + 0.5) * res - _ORIGIN_Y
     ground = 35.0 + gx * east[None, :] + gy * north[:, None]
     ground = ground + 0.15 * _value_noise(sc.rng, n, 6.0 / res)
-    grass_height = np.where(sc.mat == _M_GRASS, 0.08 * np.abs(_value_noise(sc.rng, n, 0.5 / res)), 0.0)
+    grass_height = np.where(
+        sc.mat == _M_GRASS, 0.08 * np.abs(_value_noise(sc.rng, n, 0.5 / res)), 0.0
+    )
     noise = 0.03 * sc.rng.standard_normal((n, n))
     return (ground + sc.hgt + grass_height + noise).astype(np.float32)
 
@@ -821,8 +896,15 @@ def _dsm(sc: _Scene, x0: float, y0: float, seed: int) -> np.ndarray:
 # Writing
 
 
-def _write(path: Path, data: np.ndarray, *, transform: Affine, photometric: str | None, descriptions: Sequence[str]) -> None:
-    """Write a tiled DEFLATE GeoTIFF atomically (temporary name in the same folder, then replace)."""
+def _write(
+    path: Path,
+    data: np.ndarray,
+    *,
+    transform: Affine,
+    photometric: str | None,
+    descriptions: Sequence[str],
+) -> None:
+    """Write a tiled DEFLATE GeoTIFF atomically (temporary name in the same folder, replaced)."""
     count, height, width = data.shape
     profile: dict = {
         "driver": "GTiff",
@@ -866,7 +948,9 @@ def _colour_labels(lab: np.ndarray) -> np.ndarray:
     return _INDEX_COLORS[lab].transpose(2, 0, 1).copy()
 
 
-def _make_tile(seed: int, row: int, col: int, size: int, res: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _make_tile(
+    seed: int, row: int, col: int, size: int, res: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (class indices HxW, RGBIR 4xHxW uint8, DSM HxW float32) for one tile."""
     rng = np.random.default_rng([seed, row, col])
     sc = _Scene(size, res, rng)
@@ -910,34 +994,68 @@ def generate_isprs_sample(
         raise ValueError(f"resolution must be positive, got {resolution}")
     tiles = list(dict.fromkeys([*train_tiles, *test_tiles]))
     parsed = [_parse_tile(t) for t in tiles]
-    folders = {k: out / k for k in ("1_DSM", "2_Ortho_RGB", "3_Ortho_IRRG", "4_Ortho_RGBIR", "5_Labels_all")}
+    folders = {
+        k: out / k
+        for k in ("1_DSM", "2_Ortho_RGB", "3_Ortho_IRRG", "4_Ortho_RGBIR", "5_Labels_all")
+    }
     for f in folders.values():
         f.mkdir(parents=True, exist_ok=True)
 
     for i, (name, (r, c)) in enumerate(zip(tiles, parsed, strict=True), start=1):
         lab, rgbir, dsm = _make_tile(seed, r, c, size, resolution)
-        transform = from_origin(
-            _ORIGIN_X + (c - 10) * size * resolution, _ORIGIN_Y - (r - 2) * size * resolution, resolution, resolution
+        transform = Affine(
+            resolution,
+            0.0,
+            _ORIGIN_X + (c - 10) * size * resolution,
+            0.0,
+            -resolution,
+            _ORIGIN_Y - (r - 2) * size * resolution,
         )
         stem = f"top_potsdam_{r}_{c}"
         red, green, blue, nir = rgbir
-        _write(folders["2_Ortho_RGB"] / f"{stem}_RGB.tif", rgbir[:3], transform=transform, photometric="RGB",
-               descriptions=("red", "green", "blue"))
-        _write(folders["3_Ortho_IRRG"] / f"{stem}_IRRG.tif", np.stack([nir, red, green]), transform=transform,
-               photometric="MINISBLACK", descriptions=("nir", "red", "green"))
-        _write(folders["4_Ortho_RGBIR"] / f"{stem}_RGBIR.tif", rgbir, transform=transform, photometric="MINISBLACK",
-               descriptions=("red", "green", "blue", "nir"))
-        _write(folders["1_DSM"] / f"dsm_potsdam_{r:02d}_{c:02d}.tif", dsm[None], transform=transform,
-               photometric=None, descriptions=("height",))
-        _write(folders["5_Labels_all"] / f"{stem}_label.tif", _colour_labels(lab), transform=transform,
-               photometric="RGB", descriptions=("red", "green", "blue"))
+        _write(
+            folders["2_Ortho_RGB"] / f"{stem}_RGB.tif",
+            rgbir[:3],
+            transform=transform,
+            photometric="RGB",
+            descriptions=("red", "green", "blue"),
+        )
+        _write(
+            folders["3_Ortho_IRRG"] / f"{stem}_IRRG.tif",
+            np.stack([nir, red, green]),
+            transform=transform,
+            photometric="MINISBLACK",
+            descriptions=("nir", "red", "green"),
+        )
+        _write(
+            folders["4_Ortho_RGBIR"] / f"{stem}_RGBIR.tif",
+            rgbir,
+            transform=transform,
+            photometric="MINISBLACK",
+            descriptions=("red", "green", "blue", "nir"),
+        )
+        _write(
+            folders["1_DSM"] / f"dsm_potsdam_{r:02d}_{c:02d}.tif",
+            dsm[None],
+            transform=transform,
+            photometric=None,
+            descriptions=("height",),
+        )
+        _write(
+            folders["5_Labels_all"] / f"{stem}_label.tif",
+            _colour_labels(lab),
+            transform=transform,
+            photometric="RGB",
+            descriptions=("red", "green", "blue"),
+        )
         if progress is not None:
             progress(f"synthetic Potsdam tile {name} written ({i}/{len(tiles)})")
 
     readme = (
-        "Synthetic ISPRS Potsdam-like sample generated by geoidec.data.synthetic.generate_isprs_sample.\n"
-        "It is NOT real data: scenes are procedural (roads, buildings, lawns, trees, cars, clutter)\n"
-        "but files follow the layout, naming, band order and label colours of the real release.\n\n"
+        "Synthetic ISPRS Potsdam-like sample, written by\n"
+        "geoidec.data.synthetic.generate_isprs_sample. It is NOT real data: the scenes are\n"
+        "procedural (roads, buildings, lawns, trees, cars, clutter), but the files follow the\n"
+        "layout, naming, band order and label colours of the real Potsdam release.\n\n"
         f"seed: {seed}\n"
         f"tile size: {size} x {size} px\n"
         f"resolution: {resolution} m/px (EPSG:32633, north-up)\n"

@@ -56,6 +56,15 @@ class RunResult:
     report: dict[str, Any]
 
 
+def quiet_lightning() -> None:
+    """Keep Lightning's banners and tips out of the user's terminal (warnings stay)."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in (".*does not have many workers.*", ".*sync_dist.*", ".*LeafSpec.*",
+                    ".*module\\(s\\) in eval mode.*", ".*litlogger.*"):
+        warnings.filterwarnings("ignore", pattern)
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present, else CPU; a clear error for unavailable CUDA."""
     if name == "auto":
@@ -201,6 +210,7 @@ class IncrementalRun:
             devices=devices,
             precision=_precision(self.config, self.device),  # type: ignore[arg-type]
             max_steps=iterations,
+            gradient_clip_val=cfg.grad_clip,
             max_epochs=-1,
             logger=CSVLogger(self.run_dir / "logs", name=f"step_{plan.step}", version=""),
             log_every_n_steps=max(1, min(10, iterations // 5)),
@@ -248,10 +258,8 @@ class IncrementalRun:
             module = StepModule(model, self.method, plan, normalization, augmentation,
                                 cfg.train, iterations, old_model=previous)
             started = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", ".*does not have many workers.*")
-                warnings.filterwarnings("ignore", ".*sync_dist.*")
-                self._trainer(plan, iterations).fit(module, loader)
+            quiet_lightning()
+            self._trainer(plan, iterations).fit(module, loader)
             train_seconds = time.perf_counter() - started
             entry = self._evaluate_step(plan, model, normalization, names, history)
             entry["train"] = {"iterations": iterations, "batch_size": cfg.train.batch_size,

@@ -352,13 +352,14 @@ def _read_checkpoint(path: Path) -> dict[str, Tensor]:
             f"Could not read weights file {path} (not a torch checkpoint?): "
             f"{type(exc).__name__}: {_one_line(exc)}"
         ) from exc
-    for _ in range(2):  # unwrap {"state_dict": {...}} / {"model": {...}} (lightning, ours)
+    for _ in range(2):  # unwrap {"state_dict": {...}} (geoidec and lightning checkpoints)
         if isinstance(obj, Mapping) and not any(isinstance(v, Tensor) for v in obj.values()):
-            inner = next(
-                (obj[k] for k in ("state_dict", "model", "model_state_dict") if k in obj), None
-            )
-            if isinstance(inner, Mapping):
-                obj = inner
+            inner = [
+                obj[k]
+                for k in ("state_dict", "model_state_dict", "model")
+                if isinstance(obj.get(k), Mapping)
+            ]
+            obj = next((d for d in inner if any(isinstance(v, Tensor) for v in d.values())), obj)
     if not isinstance(obj, Mapping) or not any(isinstance(v, Tensor) for v in obj.values()):
         raise WeightsError(f"Weights file {path} does not contain a state dict of tensors.")
     return {str(k): v for k, v in obj.items() if isinstance(v, Tensor)}

@@ -150,6 +150,9 @@ class SegmentationModel(nn.Module):
         return SegOutput(logits, features)
 
 
+BN_MOMENTUM = 0.1
+
+
 def build_model(
     backbone: str,
     classes_per_step: Sequence[int],
@@ -183,6 +186,13 @@ def build_model(
     name = canonical_backbone_name(backbone)
     net = build_backbone(name, in_channels=in_channels, output_stride=output_stride)
     load_backbone_weights(net, name, weights)
-    return SegmentationModel(
+    model = SegmentationModel(
         net, list(classes_per_step), aspp_channels=aspp_channels, dropout=dropout
     )
+    # torchvision's MobileNets use BatchNorm momentum 0.01, tuned for 600-epoch ImageNet runs:
+    # with a few hundred iterations their running statistics stay near the initial (0, 1) and
+    # eval-mode predictions collapse. One momentum for every BatchNorm keeps short runs sane.
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = BN_MOMENTUM
+    return model
