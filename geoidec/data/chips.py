@@ -128,8 +128,9 @@ def plan_chips(
             f"no training chip of {size} px contains the step's classes {wanted} "
             f"(tried {drawn} random chips); check the labels or lower data.min_class_fraction"
         )
-    log.warning("only %d distinct chips of %d passed the content filter; repeating them",
-                len(accepted), count)
+    level = logging.WARNING if len(accepted) < count // 2 else logging.INFO
+    log.log(level, "only %d distinct chips of %d passed the content filter; repeating them",
+            len(accepted), count)
     repeat = torch.randint(len(accepted), (count - len(accepted),), generator=generator)
     return accepted + [accepted[i] for i in repeat.tolist()]
 

@@ -125,7 +125,12 @@ def load_checkpoint(path: str | Path, step: int | None = None,
     model = build_model(**arch)
     state = payload["state_dict"]
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()[:200]
+        raise DataError(f"{file} does not match the model it describes ({first}); it was "
+                        f"written by geoidec {payload.get('geoidec_version', '?')}") from None
     model.eval()
     classes = [ClassInfo(c["name"], tuple(c["color"])) for c in payload["classes"]]
     meta = {k: v for k, v in payload.items() if k not in ("state_dict",)}

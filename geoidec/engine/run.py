@@ -211,7 +211,7 @@ class IncrementalRun:
             precision=_precision(self.config, self.device),  # type: ignore[arg-type]
             max_steps=iterations,
             gradient_clip_val=cfg.grad_clip,
-            max_epochs=-1,
+            max_epochs=1,  # the chip plan holds exactly `iterations` batches
             logger=CSVLogger(self.run_dir / "logs", name=f"step_{plan.step}", version=""),
             log_every_n_steps=max(1, min(10, iterations // 5)),
             enable_checkpointing=False,

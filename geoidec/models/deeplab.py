@@ -60,6 +60,14 @@ class SegmentationModel(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.classifier = IncrementalClassifier(aspp_channels, classes_per_step)
+        # Projection head for region-wise contrastive learning (IDEC's ARCL): 2-layer 1x1 conv
+        # on the ASPP output. Only methods that contrast regions use (and train) it.
+        proj = min(128, aspp_channels)
+        self.projection = nn.Sequential(
+            nn.Conv2d(aspp_channels, aspp_channels, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(aspp_channels, proj, 1),
+        )
         self._aspp_channels = aspp_channels
         self._dropout_p = float(dropout)
 
@@ -120,9 +128,14 @@ class SegmentationModel(nn.Module):
         return self.backbone.parameters()
 
     def head_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the decoder: ASPP and classifier."""
+        """Parameters of the decoder: ASPP, classifier and projection head."""
         yield from self.aspp.parameters()
         yield from self.classifier.parameters()
+        yield from self.projection.parameters()
+
+    def project(self, aspp_features: Tensor) -> Tensor:
+        """Embeddings ``(B, D, h, w)`` of the projection head, L2-normalised over channels."""
+        return F.normalize(self.projection(aspp_features), dim=1)
 
     # -- forward --------------------------------------------------------------------------
     def forward(self, x: Tensor) -> SegOutput:

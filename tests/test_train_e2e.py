@@ -1,0 +1,371 @@
+"""End to end through the CLI: train (finetune and joint) on fake Potsdam, evaluate, predict;
+and a custom-YAML run on a real 4-band float64 raster from ../shared/data.
+
+Tiny on purpose (MobileNetV3-small, ASPP 16, 32 px tiles, 3 iterations): these tests check
+files, metadata, geometry and bookkeeping, never accuracy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import yaml
+from affine import Affine
+from conftest import assert_one_line_error, run_cli, run_main
+
+from geoidec.config import Config
+from geoidec.engine.checkpoint import FORMAT, load_checkpoint
+from geoidec.engine.reports import steps_table
+
+TINY = ["--iterations", "3", "--batch-size", "2", "--tile-size", "32",
+        "--set", "model.aspp_channels=16", "--set", "eval.overlap=8", "--quiet"]
+ISPRS = ["impervious_surfaces", "building", "low_vegetation", "tree", "car"]
+COLOURS = {
+    "clutter": (255, 0, 0), "impervious_surfaces": (255, 255, 255), "building": (0, 0, 255),
+    "low_vegetation": (0, 255, 255), "tree": (0, 255, 0), "car": (255, 255, 0),
+}
+#: Pixels per class of every fake 64 px Potsdam tile (clutter first; see tests/data/isprs).
+TILE_COUNTS = {"clutter": 64, "impervious_surfaces": 960, "building": 1024,
+               "low_vegetation": 960, "tree": 1024, "car": 64}
+
+
+def _read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def _confusion(path: Path) -> tuple[list[str], np.ndarray]:
+    rows = _read_csv(path)
+    names = rows[0][1:]
+    assert [r[0] for r in rows[1:]] == names
+    return names, np.array([[int(v) for v in r[1:]] for r in rows[1:]], dtype=np.int64)
+
+
+def _snapshot(folder: Path) -> dict[str, int]:
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def run_4_1(fake_potsdam: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("e2e") / "run"
+    result = run_cli(["train", "isprs", "--root", fake_potsdam, "--steps", "4-1", "--out", out,
+                      *TINY])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "run folder:" in result.stdout and "| step |" in result.stdout
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(run_4_1: Path) -> dict:
+    return json.loads((run_4_1 / "report.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def prediction(run_4_1: Path, fake_potsdam: Path,
+               tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    scene = fake_potsdam / "2_Ortho_RGB" / "top_potsdam_2_13_RGB.tif"
+    out = tmp_path_factory.mktemp("pred") / "classes.tif"
+    result = run_cli(["predict", scene, "--model", run_4_1, "--out", out, "--quiet"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "clutter, impervious_surfaces" in result.stdout
+    return scene, out
+
+
+# ---------------------------------------------------------------------------- train
+def test_run_folder_layout(run_4_1: Path) -> None:
+    for name in ("config.yaml", "task.json", "checkpoints/step_0.pt", "checkpoints/step_1.pt",
+                 "metrics/step_0.csv", "metrics/step_1.csv", "metrics/step_0_confusion.csv",
+                 "metrics/step_1_confusion.csv", "report.json", "report.md"):
+        assert (run_4_1 / name).is_file(), name
+    assert not (run_4_1 / "checkpoints" / "step_2.pt").exists()
+    # No temporary files of the atomic writes are left behind.
+    assert not [p for p in run_4_1.rglob(".*") if p.is_file()]
+
+
+def test_config_yaml_holds_the_flags(run_4_1: Path) -> None:
+    cfg = Config.from_dict(yaml.safe_load((run_4_1 / "config.yaml").read_text()))
+    assert cfg.train.iterations == 3 and cfg.train.iterations_incremental == 3
+    assert cfg.train.batch_size == 2
+    assert cfg.data.tile_size == 32
+    assert cfg.model.aspp_channels == 16
+    assert cfg.eval.overlap == 8
+    assert cfg.train.progress is False
+    assert cfg.method.name == "finetune"
+
+
+def test_task_json(run_4_1: Path, fake_potsdam: Path) -> None:
+    task = json.loads((run_4_1 / "task.json").read_text())
+    assert task["dataset"]["name"] == "isprs_potsdam"
+    assert task["task"]["steps"] == [[1, 2, 3, 4], [5]]
+    assert task["task"]["class_names"] == ISPRS
+    assert task["bands"] == 3 and task["band_names"] == ["red", "green", "blue"]
+    assert task["crs"] == "EPSG:32633"
+    assert task["resolution"] == pytest.approx([0.05, 0.05])
+    assert task["tile_size"] == 32 and task["overlap"] == 8
+    assert task["normalization"]["low"] == [0.0, 0.0, 0.0]  # uint8 imagery
+    assert task["normalization"]["high"] == [255.0, 255.0, 255.0]
+
+
+def test_report_json(report: dict) -> None:
+    assert report["method"] == "finetune" and report["task"] == "4-1"
+    steps = report["steps"]
+    assert [e["step"] for e in steps] == [0, 1]
+    for e in steps:
+        for key in ("step", "old_classes", "new_classes", "miou_old", "miou_new", "miou_all",
+                    "per_class_iou"):
+            assert key in e, key
+        for name, iou in e["per_class_iou"].items():
+            assert iou is None or 0.0 <= iou <= 1.0, (name, iou)
+        for key in ("miou_old", "miou_all"):
+            assert 0.0 <= e[key] <= 1.0
+        assert e["train"]["iterations"] == 3 and e["train"]["batch_size"] == 2
+    first, second = steps
+    assert first["old_classes"] == ISPRS[:4] and first["new_classes"] == []
+    assert first["miou_new"] is None
+    assert list(first["per_class_iou"]) == ISPRS[:4]
+    assert second["old_classes"] == ISPRS[:4] and second["new_classes"] == ["car"]
+    assert second["step_classes"] == ["car"]
+    assert list(second["per_class_iou"]) == ISPRS
+    assert 0.0 <= second["miou_new"] <= 1.0
+    # mIoU values are the means of the per-class IoUs they summarise.
+    ious = second["per_class_iou"]
+    assert second["miou_new"] == pytest.approx(ious["car"])
+    assert second["miou_old"] == pytest.approx(np.mean([ious[n] for n in ISPRS[:4]]))
+    assert second["miou_all"] == pytest.approx(np.mean([ious[n] for n in ISPRS]))
+    assert set(second["forgetting"]) <= set(ISPRS[:4])
+
+
+@pytest.mark.parametrize("step", [0, 1])
+def test_confusion_counts_every_test_pixel(run_4_1: Path, report: dict, step: int) -> None:
+    names, matrix = _confusion(run_4_1 / "metrics" / f"step_{step}_confusion.csv")
+    expected_names = ["clutter", *ISPRS[: 4 + step]]
+    assert names == expected_names
+    assert matrix.shape == (5 + step, 5 + step)
+    rows = dict(zip(names, matrix.sum(axis=1).tolist(), strict=True))
+    # One 64 x 64 test tile (2_13); rows are ground truth, so their sums are known by hand.
+    # Clutter is the background row; at step 0 the future class (car) is background too.
+    evaluated = {n: TILE_COUNTS[n] for n in ISPRS[: 4 + step]}
+    assert {n: rows[n] for n in evaluated} == evaluated
+    assert rows["clutter"] == 64 + (64 if step == 0 else 0)
+    assert sum(evaluated.values()) == (4096 - 128 if step == 0 else 4096 - 64)
+    assert matrix.sum() == 64 * 64
+    # IoU of each evaluated class from the matrix, background ground truth dropped.
+    m = matrix[1:]
+    for k, name in enumerate(names[1:], start=1):
+        tp = m[k - 1, k]
+        union = m[k - 1].sum() + m[:, k].sum() - tp
+        iou = report["steps"][step]["per_class_iou"][name]
+        assert iou == pytest.approx(tp / union if union else 0.0)
+
+
+def test_step_csv_matches_report(run_4_1: Path, report: dict) -> None:
+    rows = _read_csv(run_4_1 / "metrics" / "step_1.csv")
+    assert rows[0] == ["class", "iou", "f1", "forgetting", "group"]
+    by_class = {r[0]: r for r in rows[1:]}
+    entry = report["steps"][1]
+    for name in ISPRS:
+        assert float(by_class[name][1]) == pytest.approx(entry["per_class_iou"][name], abs=1e-6)
+        assert by_class[name][4] == ("new" if name == "car" else "old")
+    assert float(by_class["miou_all"][1]) == pytest.approx(entry["miou_all"], abs=1e-6)
+    md = (run_4_1 / "report.md").read_text()
+    assert steps_table(report) in md
+
+
+def test_checkpoints(run_4_1: Path) -> None:
+    for step, n in ((0, 5), (1, 6)):
+        path = run_4_1 / "checkpoints" / f"step_{step}.pt"
+        payload = torch.load(path, weights_only=True, map_location="cpu")
+        assert payload["format"] == FORMAT
+        assert payload["step"] == step
+        assert payload["bands"] == 3 and payload["tile_size"] == 32
+        assert [c["name"] for c in payload["classes"]] == ["clutter", *ISPRS[: n - 1]]
+        ckpt = load_checkpoint(path)
+        assert ckpt.num_classes == n and ckpt.bands == 3 and ckpt.tile_size == 32
+        assert [c.name for c in ckpt.classes] == ["clutter", *ISPRS[: n - 1]]
+        assert [c.color for c in ckpt.classes] == [COLOURS[c.name] for c in ckpt.classes]
+        assert ckpt.normalization.low == (0.0, 0.0, 0.0)
+        with torch.no_grad():
+            logits = ckpt.model(torch.zeros(1, 3, 32, 32)).logits
+        assert logits.shape == (1, n, 32, 32)
+    # A run folder resolves to its last step.
+    assert load_checkpoint(run_4_1).meta["step"] == 1
+    assert load_checkpoint(run_4_1, step=0).num_classes == 5
+
+
+def test_train_again_refuses_and_keeps_the_run(
+    run_4_1: Path, fake_potsdam: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _snapshot(run_4_1)
+    outcome = run_main(["train", "isprs", "--root", fake_potsdam, "--steps", "4-1",
+                        "--out", run_4_1, *TINY], monkeypatch)
+    assert_one_line_error(outcome, "--overwrite", str(run_4_1))
+    assert _snapshot(run_4_1) == before
+
+
+def test_evaluate_prints_the_table(run_4_1: Path, report: dict) -> None:
+    result = run_cli(["evaluate", run_4_1, "--device", "cpu"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    # Same sliding window, same checkpoints: the same scores as the training run.
+    assert result.stdout.strip() == steps_table(report)
+    one = run_cli(["evaluate", run_4_1, "--step", "0", "--device", "cpu"])
+    assert one.exit_code == 0
+    assert one.stdout.strip().splitlines()[-1] == steps_table(report).splitlines()[2]
+
+
+# -------------------------------------------------------------------------- predict
+def test_prediction_geometry(prediction: tuple[Path, Path]) -> None:
+    scene, out = prediction
+    with rasterio.open(scene) as src, rasterio.open(out) as dst:
+        assert dst.crs == src.crs
+        assert dst.transform == src.transform
+        assert (dst.width, dst.height) == (src.width, src.height)
+        assert dst.count == 1
+        assert dst.dtypes[0] == "uint8"
+        assert dst.nodata == 255
+        colormap = dst.colormap(1)
+        values = dst.read(1)
+    for index, name in enumerate(["clutter", *ISPRS]):
+        assert colormap[index][:3] == COLOURS[name], name
+    assert values.max() <= 5  # every input pixel is valid: no nodata
+    qml = out.with_suffix(".qml")
+    assert qml.is_file()
+    text = qml.read_text()
+    for name in ["clutter", *ISPRS]:
+        assert name in text
+
+
+def test_prediction_matches_evaluation(run_4_1: Path, prediction: tuple[Path, Path]) -> None:
+    _, out = prediction
+    with rasterio.open(out) as dst:
+        values = dst.read(1)
+    # Evaluation of step 1 ran the same windows over this tile: its predicted-class column
+    # sums are the class counts of the predicted raster.
+    _, matrix = _confusion(run_4_1 / "metrics" / "step_1_confusion.csv")
+    np.testing.assert_array_equal(np.bincount(values.ravel(), minlength=6), matrix.sum(axis=0))
+
+
+def test_predict_again_refuses(run_4_1: Path, prediction: tuple[Path, Path],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    scene, out = prediction
+    before = out.stat().st_mtime_ns
+    outcome = run_main(["predict", scene, "--model", run_4_1, "--out", out, "--quiet"],
+                       monkeypatch)
+    assert_one_line_error(outcome, "--overwrite")
+    assert out.stat().st_mtime_ns == before
+
+
+def test_predict_overwrite(run_4_1: Path, fake_potsdam: Path, tmp_path: Path) -> None:
+    scene = fake_potsdam / "2_Ortho_RGB" / "top_potsdam_2_10_RGB.tif"
+    out = tmp_path / "p.tif"
+    out.write_bytes(b"old")
+    result = run_cli(["predict", scene, "--model", run_4_1 / "checkpoints" / "step_0.pt",
+                      "--out", out, "--overwrite", "--quiet"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    with rasterio.open(out) as dst:
+        assert dst.read(1).max() <= 4  # the step-0 model knows background + 4 classes
+        assert len([k for k in dst.tags(1) if k.startswith("CLASS_") and k[6:].isdigit()]) == 5
+
+
+def test_predict_wrong_band_count(run_4_1: Path, fake_potsdam: Path, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    scene = fake_potsdam / "4_Ortho_RGBIR" / "top_potsdam_2_13_RGBIR.tif"
+    out = tmp_path / "x.tif"
+    outcome = run_main(["predict", scene, "--model", run_4_1, "--out", out, "--quiet"],
+                       monkeypatch)
+    line = assert_one_line_error(outcome, "band")
+    assert "4 band" in line and "3" in line
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir()]  # no partial files either
+
+
+# ------------------------------------------------------------------------------ joint
+def test_joint_run(fake_potsdam: Path, tmp_path: Path) -> None:
+    out = tmp_path / "joint"
+    result = run_cli(["train", "isprs", "--root", fake_potsdam, "--steps", "4-1",
+                      "--method", "joint", "--out", out, *TINY])
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads((out / "report.json").read_text())
+    assert report["method"] == "joint"
+    assert len(report["steps"]) == 1
+    entry = report["steps"][0]
+    assert entry["step"] == 1
+    assert entry["old_classes"] == ISPRS[:4] and entry["new_classes"] == ["car"]
+    assert entry["step_classes"] == ISPRS
+    assert sorted(os.listdir(out / "checkpoints")) == ["step_1.pt"]
+    ckpt = load_checkpoint(out)
+    assert [c.name for c in ckpt.classes] == ["clutter", *ISPRS]
+    names, matrix = _confusion(out / "metrics" / "step_1_confusion.csv")
+    assert dict(zip(names, matrix.sum(axis=1).tolist(), strict=True)) == TILE_COUNTS
+
+
+# ------------------------------------------------------------- custom YAML, real data
+def test_custom_yaml_on_real_raster(shared_data: Path, tmp_path: Path) -> None:
+    image = shared_data / "rotterdam_ms_1m.tif"
+    if not image.is_file():
+        pytest.skip(f"{image} is absent")
+    with rasterio.open(image) as src:
+        data = src.read()
+        profile = {"crs": src.crs, "transform": src.transform}
+        assert (src.count, src.dtypes[0], src.width, src.height) == (4, "float64", 300, 300)
+    # Labels from thresholds: bright (value 10), high band 4 (value 20), the rest 0.
+    bright = data[:3].mean(axis=0) > np.percentile(data[:3].mean(axis=0), 70)
+    high4 = (data[3] > np.percentile(data[3], 60)) & ~bright
+    labels = np.zeros((300, 300), dtype=np.int32)
+    labels[bright] = 10
+    labels[high4] = 20
+    labels[:2, :] = -1  # an ignored strip
+    assert 0.2 < (labels == 10).mean() < 0.4 and 0.1 < (labels == 20).mean() < 0.5
+    label_path = tmp_path / "rotterdam_labels.tif"
+    with rasterio.open(label_path, "w", driver="GTiff", width=300, height=300, count=1,
+                       dtype="int32", **profile) as dst:
+        dst.write(labels[None])
+    doc = {
+        "name": "rotterdam",
+        "images": {"train": [str(image)], "test": [str(image)]},
+        "labels": {"train": ["rotterdam_labels.tif"], "test": ["rotterdam_labels.tif"]},
+        "ignore_values": [-1],
+        "classes": [{"name": "bright", "value": 10, "color": "#d73027"},
+                    {"name": "vegetation", "value": 20, "color": [27, 120, 55]}],
+    }
+    spec_path = tmp_path / "rotterdam.yaml"
+    spec_path.write_text(yaml.safe_dump(doc))
+    run = tmp_path / "run"
+    result = run_cli(["train", spec_path, "--steps", "1-1", "--out", run,
+                      "--iterations", "2", "--batch-size", "2", "--tile-size", "32",
+                      "--set", "model.aspp_channels=16", "--set", "eval.overlap=0",
+                      "--set", "eval.batch_size=16", "--quiet"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads((run / "report.json").read_text())
+    assert [e["step"] for e in report["steps"]] == [0, 1]
+    assert report["steps"][1]["old_classes"] == ["bright"]
+    assert report["steps"][1]["new_classes"] == ["vegetation"]
+    _, matrix = _confusion(run / "metrics" / "step_1_confusion.csv")
+    assert matrix.sum(axis=1).tolist() == [int((labels == v).sum()) for v in (0, 10, 20)]
+    ckpt = load_checkpoint(run)
+    assert ckpt.bands == 4
+    assert [c.name for c in ckpt.classes] == ["background", "bright", "vegetation"]
+    assert [c.color for c in ckpt.classes] == [(0, 0, 0), (0xD7, 0x30, 0x27), (27, 120, 55)]
+    assert ckpt.meta["crs"] == "EPSG:32631"
+    assert ckpt.normalization.low[3] == pytest.approx(np.percentile(data[3], 1.0))
+    out = tmp_path / "rotterdam_classes.tif"
+    result = run_cli(["predict", image, "--model", run, "--out", out, "--quiet",
+                      "--overlap", "8", "--batch-size", "16"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    with rasterio.open(out) as dst:
+        assert dst.crs == profile["crs"]
+        assert dst.transform.almost_equals(profile["transform"], 1e-9)
+        assert isinstance(dst.transform, Affine)
+        assert (dst.width, dst.height) == (300, 300)
+        assert dst.dtypes[0] == "uint8" and dst.nodata == 255
+        assert dst.read(1).max() <= 2
+        assert dst.colormap(1)[2][:3] == (27, 120, 55)
