@@ -61,7 +61,8 @@ def train(
     steps: Annotated[str, typer.Option(
         "--steps", "-s", help="Task: `4-1`, `2-2-1`, `15-1` (15 then steps of 1) or class "
         "names `forest,water|herbaceous`.")],
-    method: Annotated[str, typer.Option(help="finetune or joint.")] = "finetune",
+    method: Annotated[str, typer.Option(
+        help="idec, mib, plop, finetune (lower bound) or joint (upper bound).")] = "finetune",
     root: Annotated[Path | None, typer.Option(
         help="Dataset folder (default data/potsdam, data/vaihingen).")] = None,
     out: Annotated[Path | None, typer.Option(
@@ -79,6 +80,8 @@ def train(
         "--set", help="Override any config value: `--set train.lr=0.01` (repeatable).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    label: Annotated[str | None, typer.Option(
+        help="Name in comparison tables (default: the method), e.g. idec-no-arcl.")] = None,
 ) -> None:
     """Train step after step on a class-incremental task, evaluate and checkpoint each step.
 
@@ -103,7 +106,7 @@ def train(
         cfg = cfg.override({"train.epochs": None})
     spec = load_dataset(dataset, root, cfg.data.modality)
     run_dir = out or Path("runs") / f"{spec.name}-{steps.replace('|', '_')}-{cfg.method.name}"
-    result = train_run(spec, steps, cfg, run_dir, overwrite=overwrite, echo=_echo)
+    result = train_run(spec, steps, cfg, run_dir, overwrite=overwrite, echo=_echo, label=label)
     typer.echo(steps_table(result.report))
     typer.echo(f"run folder: {result.run_dir}  (report.md, report.json, checkpoints/)")
 
@@ -123,6 +126,25 @@ def evaluate(
     from geoidec.engine.evaluation_cli import evaluate_run
 
     typer.echo(evaluate_run(run, step=step, split=split, root=root, device=device))
+
+
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders (methods, seeds, ablations).")],
+    out: Annotated[Path | None, typer.Option(help="Also write the table to this file.")] = None,
+) -> None:
+    """Side-by-side table of runs' final step: old/new/all mIoU and IoU per class; runs of the
+    same method on the same task are pooled as mean ± std over seeds.
+
+    Example: `geoidec compare runs/finetune runs/joint runs/mib runs/plop runs/idec`
+    """
+    from geoidec.engine.checkpoint import write_text
+    from geoidec.engine.compare import compare_runs
+
+    table = compare_runs(runs)
+    if out is not None:
+        write_text(out, table)
+    typer.echo(table)
 
 
 @app.command()

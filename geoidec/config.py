@@ -123,9 +123,50 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """Continual-learning method and its settings."""
+    """Continual-learning method and its settings (defaults from docs/method.md).
 
+    Each IDEC term has a switch for the ablation (``--set method.feature_kd=false``).
+    """
+
+    #: finetune, joint, mib, plop or idec.
     name: str = "finetune"
+    # --- IDEC switches (the four terms of the ablation)
+    feature_kd: bool = True
+    logit_kd: bool = True
+    pseudo_labels: bool = True
+    arcl: bool = True
+    # --- classification loss on the (pseudo-labelled) target: ce or bce (authors' code)
+    classification: str = "ce"
+    # --- DADA feature distillation
+    lambda_feat_kd: float = 1.0
+    #: pod (PLOP-style pooled strips), l2 (normalised L2) or channel_softmax (authors' code)
+    feat_kd_distance: str = "pod"
+    #: Weights of layer1, layer2, layer3 and the ASPP output.
+    feat_kd_weights: tuple[float, float, float, float] = (0.5, 1.0, 2.0, 1.0)
+    #: Weight feature distances by the old-class (and background) pseudo-label mask.
+    feat_kd_mask: bool = True
+    channel_softmax_alpha: float = 2.0
+    # --- unbiased logit distillation (MiB, IDEC)
+    lambda_logit_kd: float = 10.0
+    kd_temperature: float = 1.0
+    # --- dynamic class-specific pseudo-labels (IDEC)
+    #: dynamic (per-class quantile of the running confidence) or fixed (authors' code)
+    pseudo_label_mode: str = "dynamic"
+    pseudo_quantile: float = 0.5
+    pseudo_max_threshold: float = 0.9
+    pseudo_fixed_threshold: float = 0.7
+    #: Recompute the per-class thresholds every N iterations.
+    pseudo_update_every: int = 20
+    # --- ARCL
+    lambda_arcl: float = 0.1
+    arcl_temperature: float = 0.1
+    #: infonce (default) or triplet (authors' code)
+    arcl_loss: str = "infonce"
+    arcl_margin: float = 1.0
+    # --- PLOP
+    lambda_pod: float = 0.01
+    # --- SSUL-like option of the authors' code
+    freeze_backbone: bool = False
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,8 @@ class StepModule(L.LightningModule):
         if old_model is not None:
             old_model.eval()
             old_model.requires_grad_(False)
+        if plan.incremental and getattr(method.config, "freeze_backbone", False):
+            model.backbone.requires_grad_(False)
         self.register_buffer("mean", torch.tensor(normalization.mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(normalization.std).view(1, -1, 1, 1))
 
@@ -51,6 +53,10 @@ class StepModule(L.LightningModule):
         if self.old_model is not None:
             self.old_model.eval()
         return self
+
+    def on_train_start(self) -> None:
+        num_old = self.old_model.num_classes if self.old_model is not None else 0
+        self.method.start_step(self.plan, num_old)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         image01, target = batch
@@ -62,7 +68,9 @@ class StepModule(L.LightningModule):
         if self.old_model is not None and self.method.needs_old_model:
             with torch.no_grad():
                 old_out = self.old_model(x)
-        losses = self.method.losses(Batch(x, target, out, old_out, self.plan))
+        losses = self.method.losses(
+            Batch(x, target, out, old_out, self.plan, self.model, self.old_model)
+        )
         total = torch.stack([v for v in losses.values()]).sum()
         bs = x.shape[0]
         self.log_dict({k: v.detach() for k, v in losses.items()}, prog_bar=True, batch_size=bs)

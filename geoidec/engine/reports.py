@@ -44,6 +44,18 @@ def confusion_csv(matrix: np.ndarray, names: Sequence[str]) -> str:
     return buf.getvalue()
 
 
+def pseudo_label_csv(stats: dict[str, Any]) -> str:
+    """Pseudo-labelled pixels and final threshold per old class of one step."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["class", "pseudo_labelled_pixels", "threshold"])
+    thresholds = stats.get("thresholds") or stats.get("entropy_thresholds") or {}
+    for name, count in stats["pseudo_labels"].items():
+        writer.writerow([name, count, thresholds.get(name, "")])
+    writer.writerow(["uncertain (ignored)", stats.get("uncertain_pixels", ""), ""])
+    return buf.getvalue()
+
+
 def steps_table(report: dict[str, Any]) -> str:
     """Markdown table of old/new/all mIoU per step (percent)."""
     lines = ["| step | classes learnt | mIoU old | mIoU new | mIoU all | mean F1 |",

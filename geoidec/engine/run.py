@@ -42,7 +42,12 @@ from geoidec.engine.checkpoint import save_checkpoint, write_json, write_text
 from geoidec.engine.evaluate import evaluate_scenes
 from geoidec.engine.metrics import forgetting, summarize
 from geoidec.engine.module import StepModule
-from geoidec.engine.reports import confusion_csv, report_markdown, step_csv
+from geoidec.engine.reports import (
+    confusion_csv,
+    pseudo_label_csv,
+    report_markdown,
+    step_csv,
+)
 from geoidec.methods import Method, StepPlan, build_method
 from geoidec.models import SegmentationModel, build_model
 from geoidec.tasks import TaskSchedule
@@ -124,7 +129,9 @@ class IncrementalRun:
         config: Config,
         run_dir: Path,
         echo: Callable[[str], None] = print,
+        label: str | None = None,
     ) -> None:
+        self.label = label or config.method.name
         self.dataset = dataset
         self.schedule = schedule
         self.config = config
@@ -242,6 +249,7 @@ class IncrementalRun:
             "task": self.schedule.spec,
             "seed": cfg.train.seed,
             "eval_split": cfg.eval.split,
+            "label": self.label,
             "steps": [],
         }
         previous: SegmentationModel | None = None
@@ -264,6 +272,9 @@ class IncrementalRun:
             entry = self._evaluate_step(plan, model, normalization, names, history)
             entry["train"] = {"iterations": iterations, "batch_size": cfg.train.batch_size,
                               "seconds": round(train_seconds, 2)}
+            stats = self.method.step_stats()
+            if stats:
+                entry["method_stats"] = self._name_stats(stats, names)
             history.append(entry["per_class_iou"])
             self._save_step(plan, model, meta, names, entry)
             previous = model.eval()
@@ -300,6 +311,17 @@ class IncrementalRun:
                      "seconds": round(time.perf_counter() - started, 2)},
         }
 
+    @staticmethod
+    def _name_stats(stats: dict[str, Any], names: list[str]) -> dict[str, Any]:
+        """Per-old-class lists (model indices 1..) -> {class name: value}."""
+        named = {}
+        for key, value in stats.items():
+            if isinstance(value, list) and key in ("pseudo_labels", "thresholds",
+                                                   "entropy_thresholds"):
+                value = dict(zip(names[1:], value, strict=False))
+            named[key] = value
+        return named
+
     def _save_step(self, plan: StepPlan, model: SegmentationModel, meta: dict[str, Any],
                    names: list[str], entry: dict[str, Any]) -> None:
         classes = model_classes(self.dataset, self.schedule, model.num_classes)
@@ -317,6 +339,9 @@ class IncrementalRun:
         write_text(self.run_dir / "metrics" / f"step_{plan.step}.csv", step_csv(entry))
         write_text(self.run_dir / "metrics" / f"step_{plan.step}_confusion.csv",
                    confusion_csv(self._last_cm, names))
+        if "pseudo_labels" in entry.get("method_stats", {}):
+            write_text(self.run_dir / "metrics" / f"step_{plan.step}_pseudo_labels.csv",
+                       pseudo_label_csv(entry["method_stats"]))
         self.report["steps"].append(entry)
         write_json(self.run_dir / "report.json", self.report)
         write_text(self.run_dir / "report.md", report_markdown(self.report))
@@ -343,11 +368,16 @@ def train_run(
     *,
     overwrite: bool = False,
     echo: Callable[[str], None] = print,
+    label: str | None = None,
 ) -> RunResult:
-    """Parse the schedule, prepare the run folder and run every step."""
+    """Parse the schedule, prepare the run folder and run every step.
+
+    ``label`` names the run in comparison tables (default: the method's name), e.g.
+    ``idec-no-arcl`` for an ablation.
+    """
     schedule = TaskSchedule.parse(steps, dataset.class_names)
     run_dir = prepare_run_dir(out, overwrite)
-    return IncrementalRun(dataset, schedule, config, run_dir, echo).run()
+    return IncrementalRun(dataset, schedule, config, run_dir, echo, label).run()
 
 
 __all__ = ["IncrementalRun", "RunResult", "train_run", "resolve_device", "np"]

@@ -7,9 +7,12 @@ import difflib
 from geoidec.config import ConfigError, MethodConfig
 from geoidec.methods.base import Batch, Method, StepPlan
 from geoidec.methods.finetune import Finetune
+from geoidec.methods.idec import IDEC
 from geoidec.methods.joint import Joint
+from geoidec.methods.mib import MiB
+from geoidec.methods.plop import PLOP
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (Finetune, Joint)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (Finetune, Joint, MiB, PLOP, IDEC)}
 
 
 def build_method(config: MethodConfig) -> Method:

@@ -8,13 +8,13 @@ devices, evaluation, checkpoints, reports) is the engine's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from geoidec.config import MethodConfig
-from geoidec.models import SegOutput
+from geoidec.models import SegmentationModel, SegOutput
 from geoidec.tasks import TaskSchedule
 
 
@@ -48,6 +48,8 @@ class Batch:
     out: SegOutput
     old_out: SegOutput | None
     step: StepPlan
+    model: SegmentationModel | None = None
+    old_model: SegmentationModel | None = None
 
 
 class Method:
@@ -80,9 +82,19 @@ class Method:
             )
         return plans
 
+    def start_step(self, plan: StepPlan, num_old: int) -> None:
+        """Called before a step's first iteration; ``num_old`` = old model's outputs (0 at
+        step 0). Methods reset per-step state here."""
+        self.plan = plan
+        self.num_old = num_old
+
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Named loss terms; the engine sums them and logs each one."""
         raise NotImplementedError
+
+    def step_stats(self) -> dict[str, Any]:
+        """Diagnostics of the finished step (e.g. pseudo-label counts), kept in the report."""
+        return {}
 
 
 def _dataset_indices(schedule: TaskSchedule, model_classes: tuple[int, ...]) -> tuple[int, ...]:

@@ -1,0 +1,145 @@
+"""IDEC (Zhao, Yuan, Shi, TPAMI 2023): Inherit with Distillation and Evolve with Contrast.
+
+At step t > 0, with the frozen step t-1 model run on the same augmented batch:
+
+    L = L_cls(pseudo-labelled target)
+      + lambda_fkd * L_feat   (DADA: dense feature distillation, old-class emphasis mask)
+      + lambda_lkd * L_logit  (unbiased logit distillation)
+      + lambda_cl  * L_arcl   (asymmetric region-wise contrast)
+
+Pseudo-labels are dynamic and class-specific: per old class, the threshold is a quantile of
+the running confidence of the old model's predictions of that class, refreshed every
+``pseudo_update_every`` iterations; uncertain background becomes ignore. Each term has a switch
+(``feature_kd``, ``logit_kd``, ``pseudo_labels``, ``arcl``) for the ablation. docs/method.md
+lists every assumption the paper leaves open.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from geoidec.constants import IGNORE_INDEX
+from geoidec.losses import (
+    DynamicThresholds,
+    arcl_infonce,
+    arcl_triplet,
+    feature_distillation,
+    pseudo_label,
+    region_embeddings,
+    unbiased_distillation,
+)
+from geoidec.methods.base import Batch, StepPlan
+from geoidec.methods.finetune import Finetune
+
+LAYERS = ("layer1", "layer2", "layer3", "aspp")
+
+
+def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-class sigmoid BCE (SSUL style, the authors' code): one-hot targets over the
+    non-ignored pixels, ``-mean[y log s(z) + (1-y) log(1-s(z))]``."""
+    valid = target != IGNORE_INDEX
+    if not valid.any():
+        return logits.sum() * 0.0
+    onehot = F.one_hot(target.clamp(max=logits.shape[1] - 1), logits.shape[1])
+    onehot = onehot.permute(0, 3, 1, 2).to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none").mean(1)
+    return loss[valid].mean()
+
+
+class IDEC(Finetune):
+    name = "idec"
+    needs_old_model = True
+
+    def start_step(self, plan: StepPlan, num_old: int) -> None:
+        super().start_step(plan, num_old)
+        cfg = self.config
+        self.thresholds = (
+            DynamicThresholds(num_old, quantile=cfg.pseudo_quantile,
+                              max_threshold=cfg.pseudo_max_threshold)
+            if num_old else None
+        )
+        self.current: torch.Tensor | None = None
+        self.iteration = 0
+        self.counts = torch.zeros(max(num_old, 1), dtype=torch.long)
+        self.uncertain = 0
+        self.labelled = 0
+
+    def _thresholds(self, old_logits: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        if cfg.pseudo_label_mode == "fixed":
+            return torch.full((self.num_old,), cfg.pseudo_fixed_threshold)
+        assert self.thresholds is not None
+        self.thresholds.update(old_logits, mask=background)
+        if self.current is None or self.iteration % max(cfg.pseudo_update_every, 1) == 0:
+            self.current = self.thresholds.thresholds()
+        return self.current
+
+    def _target(self, batch: Batch, old_logits: torch.Tensor) -> torch.Tensor:
+        if not self.config.pseudo_labels:
+            return batch.target
+        taus = self._thresholds(old_logits, batch.target == 0)
+        target, stats = pseudo_label(batch.target, old_logits, taus.to(old_logits.device))
+        self.counts += stats["pseudo"].cpu()
+        self.uncertain += int(stats["uncertain"])
+        self.labelled += int((batch.target != IGNORE_INDEX).sum())
+        return target
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if batch.old_out is None or not self.num_old:
+            return super().losses(batch)
+        cfg = self.config
+        new, old = batch.out, batch.old_out
+        old_logits = old.logits.detach()
+        target = self._target(batch, old_logits)
+        self.iteration += 1
+        if cfg.classification == "bce":
+            terms = {"loss_ce": binary_cross_entropy(new.logits, target)}
+        else:
+            terms = {"loss_ce": F.cross_entropy(new.logits, target, ignore_index=IGNORE_INDEX)}
+        if cfg.feature_kd:
+            mask = None
+            if cfg.feat_kd_mask:
+                # keep background and old-class pixels; new-class regions may drift
+                mask = (target < self.num_old).float()
+            weights = dict(zip(LAYERS, cfg.feat_kd_weights, strict=True))
+            terms["loss_feat_kd"] = cfg.lambda_feat_kd * feature_distillation(
+                new.features, old.features, weights, distance=cfg.feat_kd_distance, mask=mask,
+                alpha=cfg.channel_softmax_alpha,
+            )
+        if cfg.logit_kd:
+            terms["loss_logit_kd"] = cfg.lambda_logit_kd * unbiased_distillation(
+                new.logits, old_logits, temperature=cfg.kd_temperature
+            )
+        if cfg.arcl and batch.model is not None and batch.old_model is not None:
+            terms["loss_arcl"] = cfg.lambda_arcl * self._arcl(batch, target)
+        return terms
+
+    def _arcl(self, batch: Batch, target: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        assert batch.model is not None and batch.old_model is not None
+        assert batch.old_out is not None
+        new_proj = batch.model.project(batch.out.features["aspp"])
+        with torch.no_grad():
+            old_proj = batch.old_model.project(batch.old_out.features["aspp"])
+        new_emb, new_img, new_cls = region_embeddings(new_proj, target)
+        old_emb, old_img, old_cls = region_embeddings(old_proj, target)
+        old_classes = list(range(1, self.num_old))
+        if cfg.arcl_loss == "triplet":
+            return arcl_triplet(new_emb, new_img, new_cls, old_emb, old_img, old_cls,
+                                old_classes, margin=cfg.arcl_margin)
+        return arcl_infonce(new_emb, new_img, new_cls, old_emb, old_img, old_cls, old_classes,
+                            temperature=cfg.arcl_temperature)
+
+    def step_stats(self) -> dict[str, Any]:
+        if not self.num_old or not self.config.pseudo_labels:
+            return {}
+        taus = self.current.tolist() if self.current is not None else []
+        return {
+            "pseudo_labels": self.counts[1:].tolist(),
+            "uncertain_pixels": self.uncertain,
+            "labelled_pixels": self.labelled,
+            "thresholds": [round(float(t), 4) for t in taus[1:]],
+        }
