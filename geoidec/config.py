@@ -146,7 +146,8 @@ class MethodConfig:
     #: Weight feature distances by the old-class (and background) pseudo-label mask.
     feat_kd_mask: bool = True
     channel_softmax_alpha: float = 2.0
-    # --- unbiased logit distillation (MiB, IDEC)
+    # --- unbiased logit distillation (MiB, IDEC); weight of the loss averaged over the old
+    # classes, as in MiB's code (so MiB's published lambda applies unchanged)
     lambda_logit_kd: float = 10.0
     kd_temperature: float = 1.0
     # --- dynamic class-specific pseudo-labels (IDEC)

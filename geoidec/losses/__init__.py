@@ -1,1 +1,47 @@
-"""geoidec.losses"""
+"""Loss terms of IDEC and of the baselines it is compared with (MiB, PLOP).
+
+One small function per term, formula in its docstring; see ``docs/method.md``.
+
+* :mod:`.unbiased`: MiB's unbiased cross-entropy and unbiased logit distillation.
+* :mod:`.distillation`: feature distillation (PLOP's local POD, normalised L2, the authors'
+  channel-softmax KD) and IDEC's weighted multi-layer sum.
+* :mod:`.contrastive`: region embeddings and IDEC's asymmetric region-wise contrast (ARCL).
+* :mod:`.pseudo_labels`: class-specific pseudo-labelling of the background (IDEC, PLOP).
+"""
+
+from geoidec.losses.contrastive import arcl_infonce, arcl_triplet, region_embeddings
+from geoidec.losses.distillation import (
+    FEATURE_DISTANCES,
+    IDEC_LAYER_WEIGHTS,
+    channel_softmax_distillation,
+    feature_distillation,
+    normalized_l2_distance,
+    pod_distance,
+)
+from geoidec.losses.pseudo_labels import (
+    DynamicThresholds,
+    EntropyMedians,
+    entropy_pseudo_label,
+    normalized_entropy,
+    pseudo_label,
+)
+from geoidec.losses.unbiased import unbiased_cross_entropy, unbiased_distillation
+
+__all__ = [
+    "FEATURE_DISTANCES",
+    "IDEC_LAYER_WEIGHTS",
+    "DynamicThresholds",
+    "EntropyMedians",
+    "arcl_infonce",
+    "arcl_triplet",
+    "channel_softmax_distillation",
+    "entropy_pseudo_label",
+    "feature_distillation",
+    "normalized_entropy",
+    "normalized_l2_distance",
+    "pod_distance",
+    "pseudo_label",
+    "region_embeddings",
+    "unbiased_cross_entropy",
+    "unbiased_distillation",
+]

@@ -102,7 +102,10 @@ def _pairs(
     same_region = (old_img[:, None] == new_img[None, :]) & (old_cls[:, None] == new_cls[None, :])
     keep = same_region.any(dim=1) & torch.isin(old_cls, old_set)
     old_anchor = old_emb.detach().float().to(device)[keep]
-    old_pos = same_region.to(torch.uint8).argmax(dim=1)[keep]
+    if same_region.shape[1]:
+        old_pos = same_region.to(torch.uint8).argmax(dim=1)[keep]  # first matching new region
+    else:
+        old_pos = torch.zeros(0, dtype=torch.long, device=device)
     old_anchor_cls = old_cls[keep]
 
     is_new_class = ~torch.isin(new_cls, old_set)

@@ -134,7 +134,9 @@ def pod_distance(
 
     def embed(x: Tensor, rows: tuple[int, int], cols: tuple[int, int]) -> Tensor:
         cell = x[:, :, rows[0] : rows[1], cols[0] : cols[1]]
-        strips = torch.cat([cell.sum(dim=3).reshape(batch, -1), cell.sum(dim=2).reshape(batch, -1)], 1)
+        strips = torch.cat(
+            [cell.sum(dim=3).reshape(batch, -1), cell.sum(dim=2).reshape(batch, -1)], 1
+        )
         return F.normalize(strips, p=2.0, dim=1)
 
     per_scale = []
@@ -274,7 +276,8 @@ def feature_distillation(
                     f"layer {name!r} missing from the {side} features (have {sorted(feats)})"
                 )
         f_new = new[name]
-        layer_mask = None if mask is None else _resize_mask(mask, tuple(f_new.shape[-2:]))
+        size = (int(f_new.shape[-2]), int(f_new.shape[-1]))
+        layer_mask = None if mask is None else _resize_mask(mask, size)
         term = float(w) * fn(f_new, old[name], mask=layer_mask)
         total = term if total is None else total + term
     if total is None:

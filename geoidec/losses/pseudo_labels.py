@@ -275,7 +275,9 @@ class EntropyMedians(_ClassHistograms):
         return old_logits.argmax(dim=1), normalized_entropy(old_logits)
 
 
-def _as_thresholds(thresholds: Tensor | Sequence[float] | float, num_old: int, device) -> Tensor:
+def _as_thresholds(
+    thresholds: Tensor | Sequence[float] | float, num_old: int, device: torch.device
+) -> Tensor:
     t = torch.as_tensor(thresholds, dtype=torch.float32, device=device)
     if t.ndim == 0:
         return t.expand(num_old)

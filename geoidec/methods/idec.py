@@ -112,7 +112,7 @@ class IDEC(Finetune):
         if cfg.logit_kd:
             terms["loss_logit_kd"] = cfg.lambda_logit_kd * unbiased_distillation(
                 new.logits, old_logits, temperature=cfg.kd_temperature
-            )
+            ) / old_logits.shape[1]  # MiB's convention: averaged over the old classes
         if cfg.arcl and batch.model is not None and batch.old_model is not None:
             terms["loss_arcl"] = cfg.lambda_arcl * self._arcl(batch, target)
         return terms

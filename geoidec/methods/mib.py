@@ -25,5 +25,5 @@ class MiB(Finetune):
         if cfg.logit_kd:
             terms["loss_logit_kd"] = cfg.lambda_logit_kd * unbiased_distillation(
                 logits, old_logits, temperature=cfg.kd_temperature
-            )
+            ) / old_logits.shape[1]  # MiB's convention: averaged over the old classes
         return terms
