@@ -82,6 +82,9 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
     label: Annotated[str | None, typer.Option(
         help="Name in comparison tables (default: the method), e.g. idec-no-arcl.")] = None,
+    step0_from: Annotated[Path | None, typer.Option(
+        help="Reuse step 0 of another run (same data, classes, model): methods differ only "
+        "from step 1 on.")] = None,
 ) -> None:
     """Train step after step on a class-incremental task, evaluate and checkpoint each step.
 
@@ -106,7 +109,8 @@ def train(
         cfg = cfg.override({"train.epochs": None})
     spec = load_dataset(dataset, root, cfg.data.modality)
     run_dir = out or Path("runs") / f"{spec.name}-{steps.replace('|', '_')}-{cfg.method.name}"
-    result = train_run(spec, steps, cfg, run_dir, overwrite=overwrite, echo=_echo, label=label)
+    result = train_run(spec, steps, cfg, run_dir, overwrite=overwrite, echo=_echo, label=label,
+                       step0_from=step0_from)
     typer.echo(steps_table(result.report))
     typer.echo(f"run folder: {result.run_dir}  (report.md, report.json, checkpoints/)")
 

@@ -1,3 +1,3 @@
-"""geoidec: class-incremental semantic segmentation for remote sensing (IDEC), with GIS-grade outputs."""
+"""geoidec: class-incremental segmentation for remote sensing (IDEC), GIS-grade outputs."""
 
 __version__ = "0.1.0"

@@ -119,12 +119,6 @@ def test_every_chip_holds_the_step_classes(
     assert min(shares) >= fraction, list(zip(_key(chips), shares, strict=True))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: ClassGrid.counts counts whole 16 px blocks whose centre is in the "
-           "window (rounding half a block either way), so chips with less than "
-           "min_class_fraction, even none, of the step's classes pass the filter",
-)
 @pytest.mark.parametrize(("dataset", "classes", "fraction", "seed"),
                          [("potsdam", [4], 0.15, 3), ("vaihingen", [5], 0.002, 1)])
 def test_every_chip_holds_the_step_classes_exactly(

@@ -70,11 +70,6 @@ def test_unknown_method(fake_potsdam: Path, tmp_path: Path,
                           "joint")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: train_run wipes the --overwrite run folder (prepare_run_dir) before "
-           "IncrementalRun validates the method/device/eval split",
-)
 def test_unknown_method_keeps_an_existing_run(
     fake_potsdam: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -324,11 +324,6 @@ def test_predict_other_crs_and_resolution(run_4_1: Path, shared_data: Path,
         assert dst.read(1).max() <= 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: write_class_raster does not create the output's parent folder "
-           "(RasterioIOError traceback after the whole prediction ran)",
-)
 def test_predict_into_a_new_folder(run_4_1: Path, fake_potsdam: Path, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     scene = fake_potsdam / "2_Ortho_RGB" / "top_potsdam_2_13_RGB.tif"
@@ -378,11 +373,6 @@ def test_vaihingen_run_and_pixel_space_prediction(
         assert dst.read(1).max() <= 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: task.json keeps the dataset root as given (relative), so "
-           "'geoidec evaluate RUN' from another folder cannot find the data",
-)
 def test_evaluate_from_another_folder(vaihingen_run: Path, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     task = json.loads((vaihingen_run / "task.json").read_text())

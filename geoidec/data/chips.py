@@ -11,7 +11,8 @@ once by streaming the label raster in row bands (memory bounded by one band).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,8 @@ BLOCK = 16
 class ClassGrid:
     """Cumulative class counts per ``block`` x ``block`` cell of one scene's label.
 
+    Pixels outside the raster (the last partial cells) count as ignored.
+
     ``cum[k, i, j]`` is the number of pixels of class ``k`` (dataset index; the last channel
     counts ignored/invalid pixels) in cells above and left of cell (i, j), exclusive.
     """
@@ -41,15 +44,27 @@ class ClassGrid:
     block: int
     height: int
     width: int
+    scene: Scene | None = None
+    decoder: LabelDecoder | None = None
 
-    def counts(self, window: Window) -> np.ndarray:
-        """Pixel counts per class inside a window (cells whose centre lies inside)."""
+    def counts(self, window: Window, inner: bool = True) -> np.ndarray:
+        """Pixel counts per class in the cells fully inside the window (``inner``) or in
+        every cell the window touches (``inner=False``)."""
         b = self.block
-        r0 = int(np.clip(round(window.row_off / b), 0, self.cum.shape[1] - 1))
-        c0 = int(np.clip(round(window.col_off / b), 0, self.cum.shape[2] - 1))
-        r1 = int(np.clip(round((window.row_off + window.height) / b), 0, self.cum.shape[1] - 1))
-        c1 = int(np.clip(round((window.col_off + window.width) / b), 0, self.cum.shape[2] - 1))
+        rows, cols = self.cum.shape[1] - 1, self.cum.shape[2] - 1
+        start_r, stop_r = window.row_off / b, (window.row_off + window.height) / b
+        start_c, stop_c = window.col_off / b, (window.col_off + window.width) / b
+        if inner:
+            r0, r1 = math.ceil(start_r), math.floor(stop_r)
+            c0, c1 = math.ceil(start_c), math.floor(stop_c)
+        else:
+            r0, r1 = math.floor(start_r), math.ceil(stop_r)
+            c0, c1 = math.floor(start_c), math.ceil(stop_c)
+        r0, r1 = min(max(r0, 0), rows), min(max(r1, 0), rows)
+        c0, c1 = min(max(c0, 0), cols), min(max(c1, 0), cols)
         c = self.cum
+        if r1 <= r0 or c1 <= c0:
+            return np.zeros(c.shape[0], dtype=np.int64)
         return c[:, r1, c1] - c[:, r0, c1] - c[:, r1, c0] + c[:, r0, c0]
 
 
@@ -74,7 +89,7 @@ def build_class_grid(
                 grid[k, row // block: row // block + cells.shape[0]] = (flat == k).sum(axis=-1)
     cum = np.zeros((num_classes + 1, gh + 1, gw + 1), dtype=np.int64)
     cum[:, 1:, 1:] = grid.cumsum(axis=1).cumsum(axis=2)
-    return ClassGrid(cum=cum, block=block, height=h, width=w)
+    return ClassGrid(cum=cum, block=block, height=h, width=w, scene=scene, decoder=decoder)
 
 
 def plan_chips(
@@ -90,12 +105,45 @@ def plan_chips(
     """``count`` chips (scene index, window) whose content passes the step's filter.
 
     Scenes are chosen in proportion to their area; positions come from torchgeo's
-    RandomGeoSampler with ``generator``, so the plan is deterministic under a seed.
+    RandomGeoSampler with ``generator``, so the plan is deterministic under a seed. The class
+    grid rejects hopeless candidates cheaply (upper bounds from the cells a chip touches);
+    the rest are checked exactly by reading their label window.
     """
     if count <= 0:
         return []
-    areas = torch.tensor([float(g.height * g.width) for g in grids])
     wanted = list(classes)
+    readers: dict[int, SceneReader] = {}
+
+    def exact(s: int, win: Window, area: float) -> bool:
+        grid = grids[s]
+        if grid.scene is None or grid.decoder is None:
+            return True
+        if s not in readers:
+            readers[s] = SceneReader(grid.scene, grid.decoder)
+        _, label, valid = readers[s].read(win)
+        return (valid.sum() / area >= min_valid_fraction
+                and np.isin(label, wanted).sum() / area >= min_class_fraction)
+
+    try:
+        return _draw(grids, wanted, count, size, generator, min_class_fraction,
+                     min_valid_fraction, rounds, exact)
+    finally:
+        for reader in readers.values():
+            reader.close()
+
+
+def _draw(
+    grids: Sequence[ClassGrid],
+    wanted: list[int],
+    count: int,
+    size: int,
+    generator: torch.Generator,
+    min_class_fraction: float,
+    min_valid_fraction: float,
+    rounds: int,
+    exact: Callable[[int, Window, float], bool],
+) -> list[tuple[int, Window]]:
+    areas = torch.tensor([float(g.height * g.width) for g in grids])
     accepted: list[tuple[int, Window]] = []
     drawn = 0
     for _ in range(rounds):
@@ -113,12 +161,13 @@ def plan_chips(
         for i in order:
             s, win = candidates[i]
             drawn += 1
-            counts = grids[s].counts(win)
-            total = max(int(counts.sum()), 1)
-            valid = 1.0 - counts[-1] / total
-            if valid < min_valid_fraction:
+            area = float(win.width * win.height)
+            # upper bounds from every cell the chip touches, then the exact check
+            outer = grids[s].counts(win, inner=False)
+            if outer[wanted].sum() / area < min_class_fraction:
                 continue
-            if counts[wanted].sum() / total < min_class_fraction:
+            valid_cells = 1.0 - grids[s].counts(win, inner=True)[-1] / area
+            if valid_cells < min_valid_fraction or not exact(s, win, area):
                 continue
             accepted.append((s, win))
             if len(accepted) == count:

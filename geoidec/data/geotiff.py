@@ -52,7 +52,7 @@ def _files(path: Path, section: Any, key: str) -> dict[str, list[Path]]:
 
 def load_geotiff_dataset(path: str | Path) -> DatasetSpec:
     """Read a dataset YAML; every error is one line naming the file and the key."""
-    path = Path(path)
+    path = Path(path).resolve()
     try:
         doc = read_yaml(path)
     except ConfigError as exc:

@@ -17,10 +17,13 @@ of the "noBoundary" labels) and any unknown colour are ignored.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 from geoidec.data.base import ClassInfo, ColorDecoder, DataError, DatasetSpec, Scene
+
+log = logging.getLogger("geoidec")
 
 #: Evaluation-order classes and their label colours (protocol.md).
 CLASSES: tuple[ClassInfo, ...] = (
@@ -89,7 +92,7 @@ def _splits(found: dict[str, Scene], train: tuple, test: tuple, val: tuple) -> d
 
 def potsdam(root: Path, modality: str = "rgb") -> DatasetSpec:
     """ISPRS Potsdam from the original release layout (or the synthetic sample)."""
-    root = Path(root)
+    root = Path(root).resolve()
     if modality not in POTSDAM_MODALITIES:
         raise DataError(
             f"unknown Potsdam modality '{modality}'; valid: {', '.join(POTSDAM_MODALITIES)}"
@@ -126,7 +129,7 @@ def potsdam(root: Path, modality: str = "rgb") -> DatasetSpec:
 
 def vaihingen(root: Path) -> DatasetSpec:
     """ISPRS Vaihingen from the original release layout (tiles have no CRS)."""
-    root = Path(root)
+    root = Path(root).resolve()
     label_dir = next((root / d for d in VAIHINGEN_LABEL_DIRS if (root / d).is_dir()), None)
     if not (root / "top").is_dir() or label_dir is None:
         raise _missing("Vaihingen", root, "top/ and gts_for_participants/", VAIHINGEN_URL)
@@ -139,6 +142,8 @@ def vaihingen(root: Path) -> DatasetSpec:
     if not found:
         raise _missing("Vaihingen", root, "top/top_mosaic_09cm_areaN.tif with matching labels",
                        VAIHINGEN_URL)
+    log.warning("ISPRS Vaihingen tiles have no CRS: reading and predicting them in pixel "
+                "space (outputs carry no CRS either)")
     return DatasetSpec(
         name="isprs_vaihingen",
         classes=CLASSES,

@@ -130,8 +130,10 @@ class IncrementalRun:
         run_dir: Path,
         echo: Callable[[str], None] = print,
         label: str | None = None,
+        step0_from: Path | None = None,
     ) -> None:
         self.label = label or config.method.name
+        self.step0_from = step0_from
         self.dataset = dataset
         self.schedule = schedule
         self.config = config
@@ -255,6 +257,9 @@ class IncrementalRun:
         previous: SegmentationModel | None = None
         history: list[dict[str, Any]] = []
         for plan in self.method.plan(self.schedule):
+            if plan.step == 0 and self.step0_from is not None:
+                previous = self._reuse_step0(plan, normalization, meta, history)
+                continue
             L.seed_everything(cfg.train.seed + plan.step, workers=True, verbose=False)
             model = self._build_model(plan, previous, normalization.bands)
             iterations = _iterations(cfg, plan, len(self.train_scenes))
@@ -311,6 +316,36 @@ class IncrementalRun:
                      "seconds": round(time.perf_counter() - started, 2)},
         }
 
+    def _reuse_step0(self, plan: StepPlan, normalization: Normalization, meta: dict[str, Any],
+                     history: list[dict[str, Any]]) -> SegmentationModel:
+        """Take step 0 (model and report entry) from another run of the same set-up."""
+        from geoidec.engine.checkpoint import load_checkpoint
+        from geoidec.engine.compare import load_report
+
+        source = Path(self.step0_from)  # type: ignore[arg-type]
+        ckpt = load_checkpoint(source, 0)
+        theirs = TaskSchedule.from_dict(ckpt.meta["task"])
+        mine_arch = {k: v for k, v in ckpt.model.config.items() if k != "classes_per_step"}
+        wanted = dataclasses.asdict(self.config.model)
+        problems = []
+        if theirs.steps[0] != self.schedule.steps[0]:
+            problems.append("its step 0 learnt other classes")
+        if ckpt.normalization != normalization:
+            problems.append("its normalisation statistics differ (other training data?)")
+        if any(mine_arch.get(k) != wanted[k] for k in ("backbone", "aspp_channels",
+                                                       "output_stride")):
+            problems.append("its model architecture differs")
+        if problems:
+            raise DataError(f"cannot reuse step 0 of {source}: " + "; ".join(problems))
+        entry = dict(load_report(source)["steps"][0])
+        entry["reused_from"] = str(source)
+        self.echo(f"step 0: reusing the model of {source}")
+        names = [c.name for c in ckpt.classes]
+        history.append(entry["per_class_iou"])
+        self._last_cm = _read_confusion(source / "metrics" / "step_0_confusion.csv")
+        self._save_step(plan, ckpt.model, meta, names, entry)
+        return ckpt.model.eval()
+
     @staticmethod
     def _name_stats(stats: dict[str, Any], names: list[str]) -> dict[str, Any]:
         """Per-old-class lists (model indices 1..) -> {class name: value}."""
@@ -349,6 +384,11 @@ class IncrementalRun:
                   f"{_pct(entry['miou_new'])}, all {_pct(entry['miou_all'])}")
 
 
+def _read_confusion(path: Path) -> np.ndarray:
+    rows = path.read_text().strip().splitlines()[1:]
+    return np.array([[int(v) for v in row.split(",")[1:]] for row in rows], dtype=np.int64)
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
@@ -369,15 +409,20 @@ def train_run(
     overwrite: bool = False,
     echo: Callable[[str], None] = print,
     label: str | None = None,
+    step0_from: Path | None = None,
 ) -> RunResult:
     """Parse the schedule, prepare the run folder and run every step.
 
     ``label`` names the run in comparison tables (default: the method's name), e.g.
-    ``idec-no-arcl`` for an ablation.
+    ``idec-no-arcl`` for an ablation. ``step0_from`` reuses step 0 of another run with the
+    same data, classes and architecture (methods differ only from step 1 on).
     """
     schedule = TaskSchedule.parse(steps, dataset.class_names)
-    run_dir = prepare_run_dir(out, overwrite)
-    return IncrementalRun(dataset, schedule, config, run_dir, echo, label).run()
+    # check every setting before touching the run folder (an --overwrite of a good run with a
+    # bad setting must not delete it)
+    run = IncrementalRun(dataset, schedule, config, Path(out), echo, label, step0_from)
+    run.run_dir = prepare_run_dir(out, overwrite)
+    return run.run()
 
 
-__all__ = ["IncrementalRun", "RunResult", "train_run", "resolve_device", "np"]
+__all__ = ["IncrementalRun", "RunResult", "train_run", "resolve_device"]

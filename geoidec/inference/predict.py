@@ -36,9 +36,16 @@ def predict_scene(
     out = Path(out)
     if out.exists() and not overwrite:
         raise DataError(f"{out} exists; pass --overwrite to replace it")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the output folder {out.parent}: {exc.strerror}") from None
     device = device or torch.device("cpu")
-    tile = tile or checkpoint.tile_size
-    overlap = checkpoint.meta.get("overlap", tile // 4) if overlap is None else overlap
+    if tile is None or tile == checkpoint.tile_size:
+        tile = checkpoint.tile_size
+        overlap = int(checkpoint.meta.get("overlap", tile // 4)) if overlap is None else overlap
+    elif overlap is None:
+        overlap = min(int(checkpoint.meta.get("overlap", tile // 4)), tile // 4)
     if not 0 <= overlap < tile:
         raise DataError(f"--overlap must be in [0, {tile}) for tile {tile}, got {overlap}")
     model = checkpoint.model.to(device).eval()

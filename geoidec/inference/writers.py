@@ -239,6 +239,7 @@ def write_class_raster(
     if overview_resampling.lower() not in ("nearest", "mode"):
         raise ValueError(f"overview_resampling must be nearest or mode, not {overview_resampling}")
     transform = Affine.identity() if transform is None else transform
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial.tif")
     cog = path.with_name(f".{path.name}.cog.tif")
     profile = {
