@@ -139,8 +139,20 @@ def pod_distance(
         )
         return F.normalize(strips, p=2.0, dim=1)
 
+    def embed_all(x: Tensor, s: int) -> Tensor:
+        # every cell at once when the grid divides the map: (B, s*s, C*(h/s + w/s))
+        c = x.shape[1]
+        grid = x.reshape(batch, c, s, height // s, s, width // s)
+        rows = grid.sum(dim=5).permute(0, 2, 4, 1, 3).reshape(batch, s * s, -1)
+        cols = grid.sum(dim=3).permute(0, 2, 3, 1, 4).reshape(batch, s * s, -1)
+        return F.normalize(torch.cat([rows, cols], dim=2), p=2.0, dim=2)
+
     per_scale = []
     for s in scales:
+        if height % s == 0 and width % s == 0:
+            diff = embed_all(x_new, int(s)) - embed_all(x_old, int(s))
+            per_scale.append(torch.linalg.vector_norm(diff, dim=2).mean(dim=1))
+            continue
         cells = [
             (rows, cols)
             for rows in _cell_bounds(height, int(s))
