@@ -429,7 +429,7 @@ def test_pod_grid_path_matches_cell_by_cell_reference() -> None:
                 rows = slice(i * 8 // s, (i + 1) * 8 // s)
                 cols = slice(j * 12 // s, (j + 1) * 12 // s)
 
-                def emb(x: torch.Tensor) -> torch.Tensor:
+                def emb(x: torch.Tensor, rows: slice = rows, cols: slice = cols) -> torch.Tensor:
                     cell = (x * x)[:, :, rows, cols]
                     v = torch.cat([cell.sum(3).flatten(1), cell.sum(2).flatten(1)], 1)
                     return torch.nn.functional.normalize(v, dim=1)
