@@ -88,11 +88,12 @@ def train(
     }
     if iterations is not None:
         overrides["train.iterations_incremental"] = iterations
-        overrides["train.epochs"] = None
-    cfg = load_config(preset, overrides, set_ or [])
+    spec = load_dataset(dataset, root, modality)
+    preset_name = Path(preset).stem if preset.endswith((".yaml", ".yml")) else preset
+    cfg = load_config(preset, overrides, set_ or [],
+                      dataset_defaults=spec.preset_overrides.get(preset_name))
     if iterations is not None:
         cfg = cfg.override({"train.epochs": None})
-    spec = load_dataset(dataset, root, cfg.data.modality)
     run_dir = out or Path("runs") / f"{spec.name}-{steps.replace('|', '_')}-{cfg.method.name}"
     result = train_run(spec, steps, cfg, run_dir, overwrite=overwrite, echo=_echo, label=label,
                        step0_from=step0_from)

@@ -56,6 +56,9 @@ class DataConfig:
     num_workers: int = 0
     #: Pixels sampled per training scene to compute normalisation statistics.
     stats_pixels: int = 200_000
+    #: Which training scenes step t may use: ``overlapped`` (any scene holding a class of
+    #: step t; other classes are background) or ``disjoint`` (also no future class).
+    protocol: str = "overlapped"
 
 
 @dataclass(frozen=True)
@@ -311,8 +314,10 @@ def load_config(
     preset: str | Path | None = "cpu",
     overrides: Mapping[str, Any] | None = None,
     sets: Iterable[str] = (),
+    dataset_defaults: Mapping[str, Any] | None = None,
 ) -> Config:
-    """Defaults + preset (name or YAML path) + flag overrides + ``key=value`` strings."""
+    """Defaults + preset (name or YAML path) + the dataset's settings for that preset
+    (``dataset_defaults``, dotted keys) + flag overrides + ``key=value`` strings."""
     cfg = Config()
     if preset is not None:
         path = Path(preset)
@@ -324,6 +329,8 @@ def load_config(
                     "or a path to a YAML file"
                 )
         cfg = Config.from_dict(read_yaml(path) or {})
+    if dataset_defaults:
+        cfg = cfg.override(dataset_defaults)
     updates = {k: v for k, v in (overrides or {}).items() if v is not None}
     for item in sets:
         key, sep, raw = item.partition("=")

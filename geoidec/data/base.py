@@ -131,6 +131,9 @@ class DatasetSpec:
     rgb_bands: tuple[int, int, int] | None = (0, 1, 2)
     #: Extra metadata (resolution, source) kept in reports and checkpoints.
     meta: Mapping[str, object] = field(default_factory=dict)
+    #: Dataset-specific settings per preset, applied under the user's flags and --set, e.g.
+    #: ``{"paper": {"train.batch_size": 24, "train.epochs": 30}}``.
+    preset_overrides: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
 
     @property
     def class_names(self) -> tuple[str, ...]:

@@ -47,6 +47,10 @@ class ClassGrid:
     scene: Scene | None = None
     decoder: LabelDecoder | None = None
 
+    def totals(self) -> np.ndarray:
+        """Pixel counts per class over the whole scene (last entry: ignored)."""
+        return self.cum[:, -1, -1]
+
     def counts(self, window: Window, inner: bool = True) -> np.ndarray:
         """Pixel counts per class in the cells fully inside the window (``inner``) or in
         every cell the window touches (``inner=False``)."""

@@ -188,15 +188,37 @@ class IncrementalRun:
         model.add_step(plan.classes_per_step[-1])
         return model
 
+    def _step_scenes(self, plan: StepPlan, grids: list) -> list[int]:
+        """Training scenes step ``plan`` may use (protocol.md's overlapped/disjoint), listed
+        in RUN/steps/step_T_scenes.txt so every run is auditable."""
+        protocol = self.config.data.protocol
+        if protocol not in ("overlapped", "disjoint"):
+            raise DataError(f"data.protocol must be overlapped or disjoint, not '{protocol}'")
+        keep = []
+        for i, grid in enumerate(grids):
+            totals = grid.totals()
+            if totals[list(plan.chip_classes)].sum() == 0:
+                continue
+            if protocol == "disjoint" and totals[list(plan.future_classes)].sum() > 0:
+                continue
+            keep.append(i)
+        if not keep:
+            raise DataError(f"no training scene holds the classes of step {plan.step} under the "
+                            f"{protocol} protocol")
+        names = "\n".join(self.train_scenes[i].name for i in keep)
+        write_text(self.run_dir / "steps" / f"step_{plan.step}_scenes.txt", names + "\n")
+        return keep
+
     def _loader(self, plan: StepPlan, grids: list, normalization: Normalization,
-                iterations: int) -> DataLoader:
+                iterations: int, keep: list[int]) -> DataLoader:
         cfg = self.config
         generator = torch.Generator().manual_seed(cfg.train.seed * 1000 + plan.step)
         chips = plan_chips(
-            grids, plan.chip_classes, iterations * cfg.train.batch_size, self.tile, generator,
-            min_class_fraction=cfg.data.min_class_fraction,
+            [grids[i] for i in keep], plan.chip_classes, iterations * cfg.train.batch_size,
+            self.tile, generator, min_class_fraction=cfg.data.min_class_fraction,
             min_valid_fraction=cfg.data.min_valid_fraction,
         )
+        chips = [(keep[s], window) for s, window in chips]
         dataset = ChipDataset(self.dataset, self.train_scenes, chips, normalization, plan.lut)
         return DataLoader(
             dataset, batch_size=cfg.train.batch_size, shuffle=False, drop_last=True,
@@ -262,12 +284,13 @@ class IncrementalRun:
                 continue
             L.seed_everything(cfg.train.seed + plan.step, workers=True, verbose=False)
             model = self._build_model(plan, previous, normalization.bands)
-            iterations = _iterations(cfg, plan, len(self.train_scenes))
+            keep = self._step_scenes(plan, grids)
+            iterations = _iterations(cfg, plan, len(keep))
             names = [c.name for c in model_classes(self.dataset, self.schedule,
                                                    model.num_classes)]
             self.echo(f"step {plan.step}: learning {[names[c] for c in plan.step_classes]} "
                       f"for {iterations} iterations on {self.device}")
-            loader = self._loader(plan, grids, normalization, iterations)
+            loader = self._loader(plan, grids, normalization, iterations, keep)
             module = StepModule(model, self.method, plan, normalization, augmentation,
                                 cfg.train, iterations, old_model=previous)
             started = time.perf_counter()

@@ -37,6 +37,8 @@ class StepPlan:
     step_classes: tuple[int, ...]
     #: Incremental (t > 0) steps use the incremental learning rate and iterations.
     incremental: bool
+    #: Dataset class indices learnt after this step (excluded by the disjoint protocol).
+    future_classes: tuple[int, ...] = ()
 
 
 @dataclass
@@ -78,6 +80,7 @@ class Method:
                     new_classes=tuple(c for c in seen if c not in old),
                     step_classes=schedule.new_classes(t),
                     incremental=t > 0,
+                    future_classes=_dataset_indices(schedule, schedule.future_classes(t)),
                 )
             )
         return plans
