@@ -165,6 +165,9 @@ def _register() -> None:
     from geoidec.cli.predict import predict
 
     app.command()(predict)
+    from geoidec.cli.info import info
+
+    app.command()(info)
 
 
 _register()

@@ -395,6 +395,8 @@ def test_joint_run(fake_potsdam: Path, tmp_path: Path) -> None:
     assert entry["step"] == 1
     assert entry["old_classes"] == ISPRS[:4] and entry["new_classes"] == ["car"]
     assert entry["step_classes"] == ISPRS
+    # same total budget as the incremental run: 3 (step 0) + 3 (step 1) iterations
+    assert entry["train"]["iterations"] == 6
     assert sorted(os.listdir(out / "checkpoints")) == ["step_1.pt"]
     ckpt = load_checkpoint(out)
     assert [c.name for c in ckpt.classes] == ["clutter", *ISPRS]

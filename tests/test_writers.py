@@ -81,7 +81,8 @@ def test_cog_contents(tmp_path: Path) -> None:
     assert [e.get("value") for e in entries] == ["0", "1", "2"]
     assert [e.get("label") for e in entries] == NAMES
     assert [e.get("color") for e in entries] == ["#000000", "#ff0000", "#008040"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pred.qml", "pred.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "pred.qml", "pred.tif", "pred.tif.aux.xml"]
 
 
 def test_exists_and_overwrite(tmp_path: Path) -> None:
@@ -114,7 +115,7 @@ def test_failure_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_failure_keeps_existing_file(tmp_path: Path) -> None:
-    path = write(tmp_path / "c.tif", pattern(), qml=False)
+    path = write(tmp_path / "c.tif", pattern(), qml=False, rat=False)
     before = path.read_bytes()
     with pytest.raises(ValueError, match="cover rows"):
         write_class_raster(

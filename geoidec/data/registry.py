@@ -24,14 +24,30 @@ def _vaihingen(root: Path, modality: str) -> DatasetSpec:
     return vaihingen(root)
 
 
+def _voc(root: Path, modality: str) -> DatasetSpec:
+    from geoidec.data.voc import voc
+
+    return voc(root)
+
+
+def _ade(root: Path, modality: str) -> DatasetSpec:
+    from geoidec.data.ade import ade
+
+    return ade(root)
+
+
 for _name in ("isprs", "potsdam", "isprs_potsdam"):
     DATASETS[_name] = (_potsdam, "data/potsdam")
 for _name in ("vaihingen", "isprs_vaihingen"):
     DATASETS[_name] = (_vaihingen, "data/vaihingen")
+for _name in ("voc", "pascal_voc"):
+    DATASETS[_name] = (_voc, "data/VOCdevkit")
+for _name in ("ade", "ade20k"):
+    DATASETS[_name] = (_ade, "data/ADEChallengeData2016")
 
 
 def load_dataset(name: str, root: str | Path | None = None, modality: str = "rgb") -> DatasetSpec:
-    """``isprs`` (Potsdam), ``vaihingen``, ... or a path to a dataset YAML."""
+    """``isprs`` (Potsdam), ``vaihingen``, ``voc``, ``ade``, ... or a path to a dataset YAML."""
     if name.endswith((".yaml", ".yml")) or Path(name).is_file():
         from geoidec.data.geotiff import load_geotiff_dataset
 

@@ -114,9 +114,12 @@ def _iterations(cfg: Config, plan: StepPlan, n_scenes: int) -> int:
     if cfg.train.epochs:
         chips = cfg.train.chips_per_scene * n_scenes
         return max(1, math.ceil(cfg.train.epochs * chips / cfg.train.batch_size))
-    if plan.incremental and cfg.train.iterations_incremental is not None:
-        return cfg.train.iterations_incremental
-    return cfg.train.iterations
+    incremental = cfg.train.iterations_incremental
+    if incremental is None:
+        incremental = cfg.train.iterations
+    if plan.incremental:
+        return incremental
+    return cfg.train.iterations + plan.extra_budget_steps * incremental
 
 
 class IncrementalRun:

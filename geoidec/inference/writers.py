@@ -1,13 +1,19 @@
-"""GIS-grade outputs of prediction: Cloud-Optimized class GeoTIFF and QGIS style.
+"""GIS-grade outputs of prediction: Cloud-Optimized GeoTIFFs, palette PNGs, QGIS styles, RATs.
 
-:func:`write_class_raster` streams label row bands into a temporary tiled GeoTIFF (never
-holding the whole raster), converts it to a Cloud-Optimized GeoTIFF with GDAL's COG
-driver (DEFLATE, 256 px blocks, internal overviews) and renames it onto the final path
-only when complete. The class raster carries a colour table, class names in the band
-metadata and a dataset tag, and gets a QGIS ``.qml`` style beside it so that QGIS shows
+:class:`RasterStream` takes row bands pushed in order (``write(row, data)``) into a
+temporary tiled GeoTIFF (never holding the whole raster), converts it with GDAL's COG driver
+(DEFLATE, 256 px blocks, internal overviews) or PNG driver (:meth:`RasterStream.finish`), and
+renames it onto the final path only in :meth:`RasterStream.commit`. Splitting finish and
+commit lets a prediction finish every output first and rename them together at the end, the
+class map last, so an interrupted run never leaves a partial file under a final name.
+
+:class:`ClassRasterStream` is the class map: a colour table, class names in the band
+metadata and dataset tags, a QGIS ``.qml`` style and a GDAL raster attribute table
+(``OUT.tif.aux.xml``, see :mod:`geoidec.inference.rat`) beside it, so QGIS and ArcGIS show
 classes by name and colour. GDAL's COG driver (GDAL 3.10) carries the colour table, band
-description, band tags and dataset tags over from the temporary file; the writer checks
-this after the copy.
+descriptions, band tags and dataset tags over from the temporary file; the writer checks
+this after the copy. :func:`write_class_raster` is the pull-style wrapper (an iterable of
+bands in, a finished class map out).
 """
 
 from __future__ import annotations
@@ -24,12 +30,20 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from geoidec.constants import IGNORE_INDEX
+from geoidec.inference.rat import write_rat_sidecar
 
-__all__ = ["class_metadata", "write_class_raster", "write_qml"]
+__all__ = [
+    "ClassRasterStream",
+    "RasterStream",
+    "class_metadata",
+    "write_class_raster",
+    "write_qml",
+]
 
 BLOCK = 256
 """Tile size of the written GeoTIFFs (pixels)."""
@@ -144,9 +158,12 @@ def _set_class_metadata(
     cmap[nodata] = (0, 0, 0, 0)
     dst.write_colormap(1, cmap)
     dst.set_band_description(1, "class")
-    dst.update_tags(1, CLASS_NAMES=json.dumps([str(n) for n in class_names]))
+    names = json.dumps([str(n) for n in class_names])
+    dst.update_tags(1, CLASS_NAMES=names)
     dst.update_tags(1, **{f"CLASS_{i}": str(n) for i, n in enumerate(class_names)})
-    dst.update_tags(geoidec_classes=json.dumps(class_metadata(class_names, colors)))
+    # Dataset-level too: PNG keeps only dataset metadata (as text chunks).
+    dst.update_tags(CLASS_NAMES=names,
+                    geoidec_classes=json.dumps(class_metadata(class_names, colors)))
 
 
 def _check_cog(path: Path, n_classes: int, nodata: int, overviews: bool) -> None:
@@ -176,6 +193,277 @@ def _check_cog(path: Path, n_classes: int, nodata: int, overviews: bool) -> None
         raise RuntimeError(f"COG conversion of {path} lost: {', '.join(problems)}")
 
 
+class RasterStream:
+    """Write a raster row band by row band, then convert and rename it atomically.
+
+    Bands go into ``.{name}.partial.tif`` (tiled 256 x 256, DEFLATE) beside ``path``;
+    :meth:`finish` converts it to ``.{name}.cog.tif`` with GDAL's COG driver (DEFLATE, 256 px
+    blocks, internal overviews when the raster exceeds one block) or, for ``fmt="PNG"``, to
+    ``.{name}.tmp.png`` with the PNG driver; :meth:`commit` renames the result onto ``path``.
+    :meth:`abort` (also called when a ``with`` block raises) removes every temporary and
+    leaves an existing ``path`` untouched. Memory holds one band plus GDAL's block cache.
+
+    Args:
+        path: final path.
+        height: raster rows.
+        width: raster columns.
+        count: number of bands.
+        nodata: nodata value (uint8).
+        crs: anything rasterio accepts as a CRS, or ``None`` (pixel space: no CRS written,
+            identity ``transform`` allowed without warnings).
+        transform: affine geotransform; ``None`` means identity.
+        fmt: ``"COG"`` or ``"PNG"`` (8-bit; PNG holds no georeferencing).
+        overwrite: replace an existing ``path`` (at :meth:`commit` only).
+        overviews: build internal overviews (COG; skipped by GDAL within one block).
+        overview_resampling: GDAL resampling for overviews (``nearest``, ``mode``,
+            ``average``).
+        descriptions: band descriptions (``count`` strings), or ``None``.
+        gray: mark the bands' colour interpretation grey/undefined (not RGB).
+        tags: extra dataset tags (provenance), or ``None``.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is false.
+        ValueError: invalid size, format or resampling.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        height: int,
+        width: int,
+        count: int = 1,
+        nodata: int = IGNORE_INDEX,
+        crs: Any = None,
+        transform: Affine | None = None,
+        fmt: str = "COG",
+        overwrite: bool = False,
+        overviews: bool = True,
+        overview_resampling: str = "nearest",
+        descriptions: Sequence[str] | None = None,
+        gray: bool = True,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"{self.path} exists; pass --overwrite to replace it")
+        if height <= 0 or width <= 0:
+            raise ValueError(f"raster size must be positive, got {height}x{width}")
+        self.fmt = fmt.upper()
+        if self.fmt not in ("COG", "PNG"):
+            raise ValueError(f"fmt must be COG or PNG, not {fmt}")
+        if overview_resampling.lower() not in ("nearest", "mode", "average"):
+            raise ValueError(
+                f"overview_resampling must be nearest, mode or average, not {overview_resampling}"
+            )
+        if descriptions is not None and len(descriptions) != count:
+            raise ValueError(f"{len(descriptions)} descriptions for {count} band(s)")
+        self.height, self.width, self.count = height, width, count
+        self.nodata = nodata
+        self.crs = crs
+        self.overviews = overviews
+        self.overview_resampling = overview_resampling.upper()
+        self.partial = self.path.with_name(f".{self.path.name}.partial.tif")
+        suffix = ".cog.tif" if self.fmt == "COG" else ".tmp.png"
+        self.converted = self.path.with_name(f".{self.path.name}{suffix}")
+        self._row = 0
+        self._finished = False
+        self._dst: rasterio.io.DatasetWriter | None = None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        profile = {
+            "driver": "GTiff", "height": height, "width": width, "count": count,
+            "dtype": "uint8", "nodata": nodata, "crs": crs,
+            "transform": Affine.identity() if transform is None else transform,
+            "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate",
+            "bigtiff": "if_safer",
+        }
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self._dst = rasterio.open(self.partial, "w", **profile)
+            if descriptions is not None:
+                for i, text in enumerate(descriptions, start=1):
+                    self._dst.set_band_description(i, str(text))
+            if gray and count > 1:
+                self._dst.colorinterp = [ColorInterp.gray] + [ColorInterp.undefined] * (
+                    count - 1)
+            if tags:
+                self._dst.update_tags(**{k: str(v) for k, v in tags.items()})
+            self.setup(self._dst)
+        except BaseException:
+            self.abort()
+            raise
+
+    # ----------------------------------------------------------------- hooks
+    def setup(self, dst: rasterio.io.DatasetWriter) -> None:
+        """Called once on the open temporary file (metadata); subclasses override."""
+
+    def check(self, path: Path) -> None:
+        """Called on the converted file; raise if the conversion lost something."""
+        if self.fmt == "COG":
+            with rasterio.open(path) as src:
+                if src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG":
+                    raise RuntimeError(f"COG conversion of {path} lost the COG layout")
+
+    def before_commit(self) -> None:
+        """Called just before the rename (sidecar files); subclasses override."""
+
+    # ------------------------------------------------------------------- API
+    def write(self, row_start: int, data: np.ndarray) -> None:
+        """Write rows ``[row_start, row_start + n)``: ``data`` (count, n, width) or, for one
+        band, (n, width); uint8 (other integer dtypes in 0..255 are cast)."""
+        if self._dst is None or self._finished:
+            raise RuntimeError(f"{self.path}: write after finish/abort")
+        if row_start != self._row:
+            raise ValueError(f"band starts at row {row_start}, expected {self._row}")
+        data = np.asarray(data)
+        if data.ndim == 2 and self.count == 1:
+            data = data[None]
+        if data.ndim != 3 or data.shape[0] != self.count:
+            raise ValueError(f"band at row {row_start} has shape {data.shape}, expected "
+                             f"({self.count}, n_rows, {self.width})")
+        data = np.stack([_as_labels(b, row_start, self.width) for b in data])
+        n = data.shape[1]
+        if self._row + n > self.height:
+            raise ValueError(f"band at row {row_start} overruns height {self.height}")
+        self._dst.write(data, window=Window(0, self._row, self.width, n))
+        self._row += n
+
+    def finish(self) -> Path:
+        """Close the temporary file, convert it (COG or PNG) and check it; return the
+        converted temporary (readable until :meth:`commit` or :meth:`abort`)."""
+        if self._dst is None:
+            raise RuntimeError(f"{self.path}: finish after abort")
+        if self._finished:
+            return self.converted
+        try:
+            self._dst.close()
+            if self._row != self.height:
+                raise ValueError(f"bands cover rows [0, {self._row}) of {self.height}")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                if self.fmt == "COG":
+                    rasterio.shutil.copy(
+                        self.partial, self.converted, driver="COG", COMPRESS="DEFLATE",
+                        BLOCKSIZE=BLOCK, OVERVIEWS="AUTO" if self.overviews else "NONE",
+                        OVERVIEW_RESAMPLING=self.overview_resampling, BIGTIFF="IF_SAFER",
+                    )
+                else:
+                    with rasterio.Env(GDAL_PAM_ENABLED="NO"):
+                        rasterio.shutil.copy(self.partial, self.converted, driver="PNG",
+                                             WRITE_METADATA_AS_TEXT="YES", ZLEVEL=6)
+                self.check(self.converted)
+            self.partial.unlink(missing_ok=True)
+            self._finished = True
+        except BaseException:
+            self.abort()
+            raise
+        return self.converted
+
+    def commit(self) -> Path:
+        """Finish if needed and rename the converted file onto ``path``; return ``path``."""
+        self.finish()
+        try:
+            self.before_commit()
+            os.replace(self.converted, self.path)
+        finally:
+            self._cleanup()
+        return self.path
+
+    def abort(self) -> None:
+        """Close and remove every temporary; an existing ``path`` is left untouched."""
+        if self._dst is not None and not self._dst.closed:
+            try:
+                self._dst.close()
+            except Exception:  # noqa: BLE001 - cleaning up after another error
+                pass
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        for tmp in (self.partial, self.converted):
+            tmp.unlink(missing_ok=True)
+            tmp.with_name(tmp.name + ".aux.xml").unlink(missing_ok=True)
+
+    def __enter__(self) -> RasterStream:
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+class ClassRasterStream(RasterStream):
+    """The single-band uint8 class map: colour table, class names, QGIS style and RAT.
+
+    Written metadata: colour table (class ``i`` -> ``colors[i]``, nodata -> transparent
+    black); band description ``"class"``; band tags ``CLASS_NAMES`` (JSON list) and
+    ``CLASS_{i}``; dataset tags ``CLASS_NAMES`` and ``geoidec_classes`` (JSON list of
+    index/name/color). For ``fmt="COG"``, just before the rename: with ``qml`` a QGIS style
+    ``path.with_suffix('.qml')`` and with ``rat`` a GDAL raster attribute table
+    ``path + '.aux.xml'`` (Value, Count, Class, Red, Green, Blue). :attr:`counts` holds the
+    pixels written per value (0..255).
+
+    Args:
+        path: final path.
+        class_names: names of classes ``0..K-1``.
+        colors: ``(r, g, b)`` of classes ``0..K-1``.
+        nodata: nodata value, above every class index (default 255).
+        qml: write the QGIS style (COG only).
+        rat: write the raster attribute table sidecar (COG only).
+        **kwargs: the rest of :class:`RasterStream`'s arguments (``count`` is 1).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        class_names: Sequence[str],
+        colors: Sequence[Color],
+        nodata: int = IGNORE_INDEX,
+        qml: bool = True,
+        rat: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        _check_classes(class_names, colors, nodata)
+        self.class_names = [str(n) for n in class_names]
+        self.colors = [tuple(int(c) for c in color[:3]) for color in colors]
+        self.qml = qml
+        self.rat = rat
+        self.counts = np.zeros(256, dtype=np.int64)
+        super().__init__(path, count=1, nodata=nodata, gray=False, **kwargs)
+
+    def setup(self, dst: rasterio.io.DatasetWriter) -> None:
+        _set_class_metadata(dst, self.class_names, self.colors, self.nodata)
+
+    def write(self, row_start: int, data: np.ndarray) -> None:
+        data = np.asarray(data)
+        labels = _as_labels(data[0] if data.ndim == 3 and data.shape[0] == 1 else data,
+                            row_start, self.width)
+        super().write(row_start, labels)
+        self.counts += np.bincount(labels.ravel(), minlength=256)
+
+    def check(self, path: Path) -> None:
+        if self.fmt == "COG":
+            _check_cog(path, len(self.class_names), self.nodata, self.overviews)
+            return
+        with rasterio.open(path) as src:
+            try:
+                cmap = src.colormap(1)
+            except ValueError:
+                cmap = {}
+            if len(cmap) < len(self.class_names):
+                raise RuntimeError(f"PNG conversion of {path} lost the palette")
+
+    def before_commit(self) -> None:
+        if self.fmt != "COG":
+            return
+        if self.qml:
+            write_qml(self.path.with_suffix(".qml"), self.class_names, self.colors, self.nodata)
+        if self.rat:
+            write_rat_sidecar(self.path, self.class_names, self.colors,
+                              self.counts[: len(self.class_names)].tolist())
+
+
 def write_class_raster(
     path: Path,
     bands: Iterable[tuple[int, np.ndarray]],
@@ -191,22 +479,18 @@ def write_class_raster(
     overviews: bool = True,
     overview_resampling: str = "nearest",
     qml: bool = True,
+    rat: bool = True,
+    fmt: str = "COG",
 ) -> Path:
     """Stream label bands into a Cloud-Optimized single-band uint8 class GeoTIFF.
 
-    The bands go into ``.{name}.partial.tif`` (tiled 256 x 256, DEFLATE) beside ``path``,
-    which GDAL's COG driver copies to ``.{name}.cog.tif`` (DEFLATE, 256 px blocks,
-    internal overviews when the raster exceeds one block), which is renamed to ``path``
-    only once complete; on any error both temporaries are removed and an existing
-    ``path`` is left untouched. Memory holds one band plus GDAL's block cache.
-
-    Written metadata: colour table (class ``i`` -> ``colors[i]``, nodata -> transparent
-    black); band description ``"class"``; band tags ``CLASS_NAMES`` (JSON list) and
-    ``CLASS_{i}``; dataset tag ``geoidec_classes`` (JSON list of index/name/color). With
-    ``qml`` a QGIS style ``path.with_suffix('.qml')`` is written beside it.
+    Pull-style wrapper of :class:`ClassRasterStream`: every band of ``bands`` is written,
+    then the file is converted and renamed onto ``path``; on any error the temporaries are
+    removed and an existing ``path`` is left untouched. Memory holds one band plus GDAL's
+    block cache. See :class:`ClassRasterStream` for the metadata written.
 
     Args:
-        path: final GeoTIFF path.
+        path: final GeoTIFF path (or PNG path with ``fmt="PNG"``).
         bands: ``(row_start, labels (n_rows, width))`` in order, covering ``[0, height)``
             exactly once; labels are class indices with ``nodata`` where invalid (any
             integer dtype with values in 0..255 is accepted and cast to uint8).
@@ -222,6 +506,8 @@ def write_class_raster(
         overviews: build internal overviews (skipped by GDAL for rasters within one block).
         overview_resampling: GDAL resampling for overviews, ``"nearest"`` or ``"mode"``.
         qml: also write the QGIS ``.qml`` style.
+        rat: also write the raster attribute table ``path + '.aux.xml'``.
+        fmt: ``"COG"`` or ``"PNG"`` (palette PNG, no sidecars).
 
     Returns:
         ``path``.
@@ -230,66 +516,14 @@ def write_class_raster(
         FileExistsError: ``path`` exists and ``overwrite`` is false.
         ValueError: bands out of order, of the wrong shape, or not covering the raster.
     """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    if height <= 0 or width <= 0:
-        raise ValueError(f"raster size must be positive, got {height}x{width}")
-    _check_classes(class_names, colors, nodata)
     if overview_resampling.lower() not in ("nearest", "mode"):
         raise ValueError(f"overview_resampling must be nearest or mode, not {overview_resampling}")
-    transform = Affine.identity() if transform is None else transform
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial.tif")
-    cog = path.with_name(f".{path.name}.cog.tif")
-    profile = {
-        "driver": "GTiff",
-        "height": height,
-        "width": width,
-        "count": 1,
-        "dtype": "uint8",
-        "nodata": nodata,
-        "crs": crs,
-        "transform": transform,
-        "tiled": True,
-        "blockxsize": BLOCK,
-        "blockysize": BLOCK,
-        "compress": "deflate",
-        "bigtiff": "if_safer",
-    }
-    try:
-        with warnings.catch_warnings():
-            if crs is None:
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(partial, "w", **profile) as dst:
-                _set_class_metadata(dst, class_names, colors, nodata)
-                row = 0
-                for row_start, labels in bands:
-                    if row_start != row:
-                        raise ValueError(f"band starts at row {row_start}, expected {row}")
-                    labels = _as_labels(labels, row_start, width)
-                    n = labels.shape[0]
-                    if row + n > height:
-                        raise ValueError(f"band at row {row_start} overruns height {height}")
-                    dst.write(labels, 1, window=Window(0, row, width, n))
-                    row += n
-                if row != height:
-                    raise ValueError(f"bands cover rows [0, {row}) of {height}")
-            rasterio.shutil.copy(
-                partial,
-                cog,
-                driver="COG",
-                COMPRESS="DEFLATE",
-                BLOCKSIZE=BLOCK,
-                OVERVIEWS="AUTO" if overviews else "NONE",
-                OVERVIEW_RESAMPLING=overview_resampling.upper(),
-                BIGTIFF="IF_SAFER",
-            )
-            _check_cog(cog, len(class_names), nodata, overviews)
-        os.replace(cog, path)
-    finally:
-        for tmp in (partial, cog, partial.with_name(partial.name + ".aux.xml")):
-            tmp.unlink(missing_ok=True)
-    if qml:
-        write_qml(path.with_suffix(".qml"), class_names, colors, nodata)
-    return path
+    with ClassRasterStream(
+        path, height=height, width=width, crs=crs, transform=transform,
+        class_names=class_names, colors=colors, nodata=nodata, overwrite=overwrite,
+        overviews=overviews, overview_resampling=overview_resampling, qml=qml, rat=rat,
+        fmt=fmt,
+    ) as stream:
+        for row_start, labels in bands:
+            stream.write(row_start, labels)
+        return stream.commit()

@@ -39,6 +39,9 @@ class StepPlan:
     incremental: bool
     #: Dataset class indices learnt after this step (excluded by the disjoint protocol).
     future_classes: tuple[int, ...] = ()
+    #: Incremental steps this plan stands for in the iteration budget (joint: all of them,
+    #: so the upper bound trains as many iterations as the incremental run in total).
+    extra_budget_steps: int = 0
 
 
 @dataclass

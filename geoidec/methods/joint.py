@@ -1,7 +1,8 @@
 """Joint (offline) training: every class at once, all labels visible (the upper bound).
 
-One training step learns all classes of the schedule; its report entry is numbered as the
-schedule's last step, with old = step-0 classes and new = the rest, so it sits beside the
+One training step learns all classes of the schedule, for as many iterations as the
+incremental run trains in total (step 0's plus every later step's); its report entry is
+numbered as the schedule's last step, with old = step-0 classes and new = the rest, so it sits beside the
 incremental methods' final step.
 """
 
@@ -29,5 +30,6 @@ class Joint(Finetune):
                 new_classes=tuple(c for c in seen if c not in old),
                 step_classes=seen,
                 incremental=False,
+                extra_budget_steps=last,
             )
         ]
