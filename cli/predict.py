@@ -3,13 +3,15 @@ geoidec.inference)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 
-def progress_bar(description: str):  # noqa: ANN201 - rich types stay lazy
+def progress_bar(description: str = "predicting"):  # noqa: ANN201 - rich types stay lazy
     """A rich progress bar with a rate column (windows per second) and an ETA."""
     from rich.progress import (
         BarColumn,
@@ -20,54 +22,128 @@ def progress_bar(description: str):  # noqa: ANN201 - rich types stay lazy
         TimeRemainingColumn,
     )
 
-    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(),
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                     TimeRemainingColumn(), transient=False)
 
 
+def _window_progress(bar: Any, task: Any) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback updating ``task`` with windows per second."""
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - start, 1e-9)
+        bar.update(task, completed=done, total=total, rate=f"{rate:.1f} win/s")
+
+    return progress
+
+
 def predict(
-    scene: Annotated[Path, typer.Argument(help="Input raster (GeoTIFF or any GDAL raster).")],
+    scenes: Annotated[list[Path], typer.Argument(
+        help="Input raster (GeoTIFF, JPEG 2000, PNG, JPEG or any GDAL raster); several "
+        "files, a folder or a quoted glob ('scenes/*.tif') predict a batch into --out DIR.",
+        show_default=False)],
     model: Annotated[Path, typer.Option("--model", "-m", help="Run folder or step_N.pt.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output class GeoTIFF (COG).")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Class map: .tif (COG) or .png (palette PNG); default "
+        "SCENE_classes.tif beside the input. For a batch: the output folder.")] = None,
     tile_size: Annotated[int | None, typer.Option(help="Window size (default: training's).")
                          ] = None,
     overlap: Annotated[int | None, typer.Option(help="Window overlap in pixels.")] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 8,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    confidence: Annotated[bool, typer.Option(
+        "--confidence", help="Also write OUT_confidence.tif (max probability, 0-100).")
+                          ] = False,
+    probabilities: Annotated[bool, typer.Option(
+        "--probabilities", help="Also write OUT_probabilities.tif (0-100, a band per class).")
+                             ] = False,
+    vectors: Annotated[Path | None, typer.Option(
+        help="Also write class polygons to this GeoPackage (batch: a folder of "
+        "NAME_classes.gpkg).")] = None,
+    simplify: Annotated[float, typer.Option(
+        help="Polygon simplification tolerance in CRS units (0: none).")] = 0.0,
+    change_from: Annotated[Path | None, typer.Option(
+        help="Also write OUT_change.tif: 1 where this older checkpoint (or run) predicts "
+        "another class, 0 where the same.")] = None,
+    preview: Annotated[bool, typer.Option(
+        "--preview", help="Also write OUT_preview.png (input beside the class map).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Map a whole scene into a georeferenced class raster with names and colours.
+    """Map whole scenes into georeferenced class rasters with names and colours.
 
-    Example: `geoidec predict scene.tif --model runs/demo --out scene_classes.tif`
+    Examples: `geoidec predict scene.tif --model runs/demo --out scene_classes.tif
+    --confidence --vectors scene.gpkg`; `geoidec predict 'tiles/*.tif' --model runs/demo
+    --out maps/` (resumes; writes maps/mosaic.vrt); `geoidec predict photo.jpg --model
+    runs/demo --out photo.png`.
     """
     from geoidec.data.base import DataError
     from geoidec.engine.checkpoint import load_checkpoint
     from geoidec.engine.run import resolve_device
-    from geoidec.inference.predict import predict_scene
+    from geoidec.inference.batch import find_scenes, is_batch, scene_output
 
-    if not scene.exists():
-        raise DataError(f"input not found: {scene}")
-    if out.exists() and not overwrite:
-        raise DataError(f"{out} exists; pass --overwrite to replace it")
+    batch = is_batch([str(s) for s in scenes])
+    if not batch and not scenes[0].exists():
+        raise DataError(f"input not found: {scenes[0]}")
+    if batch:
+        if out is None:
+            raise DataError("several inputs need --out DIR (the output folder)")
+        if out.is_file():
+            raise DataError(f"--out {out} is a file; several inputs need an output folder")
+        found = find_scenes(scenes, out)
+    else:
+        out = out if out is not None else scene_output(scenes[0], scenes[0].parent)
+        if out.exists() and not overwrite:
+            raise DataError(f"{out} exists; pass --overwrite to replace it")
     dev = resolve_device(device)
     ckpt = load_checkpoint(model, map_location=dev)
+    old = load_checkpoint(change_from, map_location=dev) if change_from is not None else None
+    options = dict(tile=tile_size, overlap=overlap, batch_size=batch_size, device=dev,
+                   overwrite=overwrite, confidence=confidence, probabilities=probabilities,
+                   simplify=simplify, change_from=old, preview=preview)
+    names = ", ".join(c.name for c in ckpt.classes)
+    if batch:
+        _predict_batch(ckpt, found, out, vectors, options, quiet)
+        typer.echo(f"classes: {names}")
+        return
+    from geoidec.inference.predict import predict_scene
+
     if quiet:
-        path = predict_scene(ckpt, scene, out, tile=tile_size, overlap=overlap,
-                             batch_size=batch_size, device=dev, overwrite=overwrite)
+        result = predict_scene(ckpt, scenes[0], out, vectors=vectors, **options)
     else:
-        import time
+        with progress_bar() as bar:
+            task = bar.add_task("predicting", total=None, rate="")
+            result = predict_scene(ckpt, scenes[0], out, vectors=vectors,
+                                   progress=_window_progress(bar, task), **options)
+    files = [p.name for p in result.paths.sidecars() + result.paths.requested()[1:]]
+    extra = f" (+ {', '.join(files)})" if files else ""
+    typer.echo(f"wrote {result.classes}{extra}; classes: {names}")
 
-        with progress_bar("predicting") as bar:
-            task = bar.add_task("windows", total=None, rate="")
-            start = time.perf_counter()
 
-            def progress(done: int, total: int) -> None:
-                rate = done / max(time.perf_counter() - start, 1e-9)
-                bar.update(task, completed=done, total=total, rate=f"{rate:.1f} win/s")
+def _predict_batch(ckpt: Any, scenes: list[Path], out: Path, vectors: Path | None,
+                   options: dict[str, Any], quiet: bool) -> None:
+    """Predict ``scenes`` into the folder ``out`` and print a summary."""
+    from geoidec.data.base import DataError
+    from geoidec.inference.batch import predict_many
 
-            path = predict_scene(ckpt, scene, out, tile=tile_size, overlap=overlap,
-                                 batch_size=batch_size, device=dev, overwrite=overwrite,
-                                 progress=progress)
-    typer.echo(f"wrote {path} (+ {path.with_suffix('.qml').name}); classes: "
-               + ", ".join(c.name for c in ckpt.classes))
+    if quiet:
+        result = predict_many(ckpt, scenes, out, vectors_dir=vectors, **options)
+    else:
+        with progress_bar() as bar:
+            task = bar.add_task("predicting", total=None, rate="")
+
+            def progress(index: int, n: int, scene: Path) -> Callable[[int, int], None]:
+                bar.reset(task, total=None, rate="",
+                          description=f"[{index + 1}/{n}] {scene.name}")
+                return _window_progress(bar, task)
+
+            result = predict_many(ckpt, scenes, out, vectors_dir=vectors, progress=progress,
+                                  **options)
+    mosaic = f"; mosaic: {result.mosaic}" if result.mosaic else ""
+    typer.echo(f"{len(result.predicted)} scene(s) predicted, {len(result.skipped)} done "
+               f"already, {len(result.failed)} failed, into {out}{mosaic}")
+    if result.failed:
+        first, reason = result.failed[0]
+        raise DataError(f"{len(result.failed)} of {len(scenes)} scene(s) failed, e.g. "
+                        f"{first.name}: {reason}")

@@ -54,11 +54,15 @@ class DataConfig:
     min_valid_fraction: float = 0.5
     #: DataLoader worker processes (0: read in the training process).
     num_workers: int = 0
-    #: Pixels sampled per training scene to compute normalisation statistics.
-    stats_pixels: int = 200_000
+    #: Pixels sampled in total (spread evenly over the training scenes, at least 1024 each)
+    #: to compute normalisation statistics.
+    stats_pixels: int = 2_000_000
     #: Which training scenes step t may use: ``overlapped`` (any scene holding a class of
     #: step t; other classes are background) or ``disjoint`` (also no future class).
     protocol: str = "overlapped"
+    #: Train on the held-out validation scenes too (the papers train on the whole train
+    #: split; keep false to tune on val without touching test).
+    train_on_val: bool = False
 
 
 @dataclass(frozen=True)

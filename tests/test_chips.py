@@ -144,7 +144,7 @@ def test_plan_fails_for_an_absent_class(tmp_path: Path) -> None:
         dst.write(values[None])
     decoder = ValueDecoder(values=(1.0, 3.0, 6.0))
     scene = Scene(name="s", image=path, label=path)
-    grid = build_class_grid(scene, decoder, 4)
+    grid = build_class_grid(scene, decoder, 4, block=16)
     np.testing.assert_array_equal(grid.counts(Window(0, 0, 48, 48)),
                                   [0, 48 * 24, 48 * 24, 0, 0])
     assert len(plan_chips([grid], [2], 4, 16, torch.Generator().manual_seed(0))) == 4
@@ -203,3 +203,31 @@ def test_chip_dataset(fake_potsdam: Path, fakes: ModuleType) -> None:
 
     clone = pickle.loads(pickle.dumps(data))
     torch.testing.assert_close(clone[1][1], data[1][1])
+
+
+def test_small_scenes_get_coarser_cells_and_store_present_classes_only(
+    fake_potsdam: Path,
+) -> None:
+    spec = potsdam(fake_potsdam)
+    scene = spec.scenes("train")[0]
+    grid = build_class_grid(scene, spec.decoder, NUM)
+    assert grid.block == 32  # a 64 px tile is a small scene
+    # every fake tile holds all six classes and no ignored pixel: all rows kept
+    assert grid.present.tolist() == [0, 1, 2, 3, 4, 5, NUM]
+    assert grid.totals().tolist() == [64, 960, 1024, 960, 1024, 64, 0]
+
+
+def test_reader_cache_closes_the_least_recently_used(fake_potsdam: Path) -> None:
+    from geoidec.data.chips import ReaderCache
+
+    spec = potsdam(fake_potsdam)
+    scenes = spec.scenes("train") + spec.scenes("test")
+    cache = ReaderCache(max_open=2)
+    first = cache.get(0, scenes[0], spec.decoder)
+    cache.get(1, scenes[1], spec.decoder)
+    assert cache.get(0, scenes[0], spec.decoder) is first  # reused, now most recent
+    cache.get(2, scenes[2], spec.decoder)  # evicts scene 1, the least recently used
+    assert sorted(cache._open) == [0, 2]
+    assert first._image.closed is False
+    cache.close()
+    assert first._image.closed and not cache._open

@@ -111,3 +111,22 @@ def test_step0_from_refuses_other_classes(
                         "--out", str(tmp_path / "x"), *TINY, "--step0-from", str(base)],
                        monkeypatch)
     assert_one_line_error(outcome, "step 0 learnt other classes")
+
+
+def test_train_on_val_adds_the_held_out_scenes(fake_potsdam: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from geoidec.config import Config
+    from geoidec.data.isprs import potsdam
+    from geoidec.engine.run import IncrementalRun
+    from geoidec.tasks import TaskSchedule
+
+    spec = potsdam(fake_potsdam)
+    train = spec.scenes("train")
+    spec = dataclasses.replace(spec, splits={"train": train[:1], "val": train[1:],
+                                             "test": spec.scenes("test")})
+    schedule = TaskSchedule.parse("4-1", spec.class_names)
+    default = IncrementalRun(spec, schedule, Config(), tmp_path)
+    assert default.train_scenes == train[:1]
+    cfg = Config().override({"data.train_on_val": True})
+    assert IncrementalRun(spec, schedule, cfg, tmp_path).train_scenes == train

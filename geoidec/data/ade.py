@@ -122,13 +122,13 @@ PRESET_OVERRIDES: dict[str, dict[str, object]] = {
         "train.batch_size": 24, "train.epochs": 60, "train.chips_per_scene": 1,
         "data.tile_size": 512, "train.lr": 0.01, "train.lr_incremental": 0.001,
         "data.min_class_fraction": 0.0001, "data.min_valid_fraction": 0.1,
-        "data.stats_pixels": 1000, "eval.overlap": 0,
+        "eval.overlap": 0,
     },
     # Smoke runs on a CPU: small crops, few iterations, cheap statistics.
     "cpu": {
         "train.iterations": 200, "train.iterations_incremental": 100,
         "data.tile_size": 256, "data.min_class_fraction": 0.001,
-        "data.min_valid_fraction": 0.1, "data.stats_pixels": 1000, "eval.overlap": 0,
+        "data.min_valid_fraction": 0.1, "eval.overlap": 0,
     },
 }
 

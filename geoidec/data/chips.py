@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,32 +29,64 @@ from geoidec.data.tiling import random_windows
 log = logging.getLogger(__name__)
 
 BLOCK = 16
+#: Scenes smaller than this many pixels get 32 px cells (VOC/ADE: thousands of small images).
+SMALL_SCENE = 1024 * 1024
+
+
+class ReaderCache:
+    """At most ``max_open`` scene readers open at once (least recently used closed first), so
+    datasets of tens of thousands of images stay under the open-file limit."""
+
+    def __init__(self, max_open: int = 64) -> None:
+        self.max_open = max_open
+        self._open: OrderedDict[int, SceneReader] = OrderedDict()
+
+    def get(self, index: int, scene: Scene, decoder: LabelDecoder | None) -> SceneReader:
+        reader = self._open.pop(index, None)
+        if reader is None:
+            reader = SceneReader(scene, decoder)
+            while len(self._open) >= self.max_open:
+                self._open.popitem(last=False)[1].close()
+        self._open[index] = reader
+        return reader
+
+    def close(self) -> None:
+        for reader in self._open.values():
+            reader.close()
+        self._open.clear()
 
 
 @dataclass
 class ClassGrid:
     """Cumulative class counts per ``block`` x ``block`` cell of one scene's label.
 
-    Pixels outside the raster (the last partial cells) count as ignored.
-
-    ``cum[k, i, j]`` is the number of pixels of class ``k`` (dataset index; the last channel
-    counts ignored/invalid pixels) in cells above and left of cell (i, j), exclusive.
+    Only the classes present in the scene are stored (``present``, dataset indices; the
+    last row counts ignored/invalid pixels, including the area outside the raster in the
+    last partial cells). ``cum[k, i, j]`` counts pixels of ``present[k]`` in the cells above
+    and left of cell (i, j), exclusive.
     """
 
     cum: np.ndarray
+    present: np.ndarray
+    num_classes: int
     block: int
     height: int
     width: int
     scene: Scene | None = None
     decoder: LabelDecoder | None = None
 
+    def _expand(self, values: np.ndarray) -> np.ndarray:
+        out = np.zeros(self.num_classes + 1, dtype=np.int64)
+        out[self.present] = values
+        return out
+
     def totals(self) -> np.ndarray:
         """Pixel counts per class over the whole scene (last entry: ignored)."""
-        return self.cum[:, -1, -1]
+        return self._expand(self.cum[:, -1, -1])
 
     def counts(self, window: Window, inner: bool = True) -> np.ndarray:
-        """Pixel counts per class in the cells fully inside the window (``inner``) or in
-        every cell the window touches (``inner=False``)."""
+        """Pixel counts per class (dataset index; last entry: ignored) in the cells fully
+        inside the window (``inner``) or in every cell the window touches."""
         b = self.block
         rows, cols = self.cum.shape[1] - 1, self.cum.shape[2] - 1
         start_r, stop_r = window.row_off / b, (window.row_off + window.height) / b
@@ -68,32 +101,37 @@ class ClassGrid:
         c0, c1 = min(max(c0, 0), cols), min(max(c1, 0), cols)
         c = self.cum
         if r1 <= r0 or c1 <= c0:
-            return np.zeros(c.shape[0], dtype=np.int64)
-        return c[:, r1, c1] - c[:, r0, c1] - c[:, r1, c0] + c[:, r0, c0]
+            return np.zeros(self.num_classes + 1, dtype=np.int64)
+        return self._expand(c[:, r1, c1] - c[:, r0, c1] - c[:, r1, c0] + c[:, r0, c0])
 
 
 def build_class_grid(
-    scene: Scene, decoder: LabelDecoder, num_classes: int, block: int = BLOCK,
+    scene: Scene, decoder: LabelDecoder, num_classes: int, block: int | None = None,
     band_rows: int = 1024,
 ) -> ClassGrid:
-    """Stream a scene's label in row bands into a :class:`ClassGrid`."""
-    band_rows = max(block, band_rows - band_rows % block)
+    """Stream a scene's label in row bands into a :class:`ClassGrid` (``num_classes``
+    counts background; the extra last bin counts ignored pixels)."""
+    bins = num_classes + 1
     with SceneReader(scene, decoder) as reader:
         h, w = reader.height, reader.width
+        block = block or (32 if h * w < SMALL_SCENE else BLOCK)
+        band_rows = max(block, band_rows - band_rows % block)
         gh, gw = -(-h // block), -(-w // block)
-        grid = np.zeros((num_classes + 1, gh, gw), dtype=np.int64)
+        grid = np.zeros((gh, gw, bins), dtype=np.int64)
         for row in range(0, h, band_rows):
-            n = min(band_rows, h - row)
-            _, label, _ = reader.read(Window(0, row, gw * block, -(-n // block) * block))
-            cells = label.reshape(-1, block, gw, block).transpose(0, 2, 1, 3)
-            cells = cells.reshape(cells.shape[0], gw, -1)
-            flat = np.where(cells == IGNORE_INDEX, num_classes, cells)
-            flat = np.minimum(flat, num_classes)
-            for k in range(num_classes + 1):
-                grid[k, row // block: row // block + cells.shape[0]] = (flat == k).sum(axis=-1)
-    cum = np.zeros((num_classes + 1, gh + 1, gw + 1), dtype=np.int64)
-    cum[:, 1:, 1:] = grid.cumsum(axis=1).cumsum(axis=2)
-    return ClassGrid(cum=cum, block=block, height=h, width=w, scene=scene, decoder=decoder)
+            n = -(-min(band_rows, h - row) // block) * block
+            _, label, _ = reader.read(Window(0, row, gw * block, n))
+            flat = np.minimum(np.where(label == IGNORE_INDEX, num_classes, label), num_classes)
+            cell = (np.arange(n)[:, None] // block) * gw + np.arange(gw * block)[None] // block
+            counts = np.bincount((cell * bins + flat).ravel(), minlength=(n // block) * gw * bins)
+            grid[row // block: row // block + n // block] = counts.reshape(-1, gw, bins)
+    present = np.flatnonzero(grid.sum(axis=(0, 1)))
+    if present.size == 0 or present[-1] != num_classes:
+        present = np.append(present, num_classes)
+    cum = np.zeros((present.size, gh + 1, gw + 1), dtype=np.int32)
+    cum[:, 1:, 1:] = grid[:, :, present].transpose(2, 0, 1).cumsum(axis=1).cumsum(axis=2)
+    return ClassGrid(cum=cum, present=present, num_classes=num_classes, block=block, height=h,
+                     width=w, scene=scene, decoder=decoder)
 
 
 def plan_chips(
@@ -116,15 +154,18 @@ def plan_chips(
     if count <= 0:
         return []
     wanted = list(classes)
-    readers: dict[int, SceneReader] = {}
+    readers = ReaderCache()
 
-    def exact(s: int, win: Window, area: float) -> bool:
+    def exact(s: int, win: Window, area: float, clean: bool) -> bool:
         grid = grids[s]
         if grid.scene is None or grid.decoder is None:
             return True
-        if s not in readers:
-            readers[s] = SceneReader(grid.scene, grid.decoder)
-        _, label, valid = readers[s].read(win)
+        reader = readers.get(s, grid.scene, grid.decoder)
+        if clean:  # no ignored pixel near the chip: the label alone decides
+            label = reader.read_label(win)
+            valid = label != IGNORE_INDEX
+        else:
+            _, label, valid = reader.read(win)
         return (valid.sum() / area >= min_valid_fraction
                 and np.isin(label, wanted).sum() / area >= min_class_fraction)
 
@@ -132,8 +173,7 @@ def plan_chips(
         return _draw(grids, wanted, count, size, generator, min_class_fraction,
                      min_valid_fraction, rounds, exact)
     finally:
-        for reader in readers.values():
-            reader.close()
+        readers.close()
 
 
 def _draw(
@@ -145,7 +185,7 @@ def _draw(
     min_class_fraction: float,
     min_valid_fraction: float,
     rounds: int,
-    exact: Callable[[int, Window, float], bool],
+    exact: Callable[[int, Window, float, bool], bool],
 ) -> list[tuple[int, Window]]:
     areas = torch.tensor([float(g.height * g.width) for g in grids])
     accepted: list[tuple[int, Window]] = []
@@ -165,13 +205,20 @@ def _draw(
         for i in order:
             s, win = candidates[i]
             drawn += 1
+            grid = grids[s]
             area = float(win.width * win.height)
-            # upper bounds from every cell the chip touches, then the exact check
-            outer = grids[s].counts(win, inner=False)
-            if outer[wanted].sum() / area < min_class_fraction:
-                continue
-            valid_cells = 1.0 - grids[s].counts(win, inner=True)[-1] / area
-            if valid_cells < min_valid_fraction or not exact(s, win, area):
+            inside = float(
+                max(0, min(win.row_off + win.height, grid.height) - max(win.row_off, 0))
+                * max(0, min(win.col_off + win.width, grid.width) - max(win.col_off, 0))
+            )
+            # bounds from the cells fully inside (inner) and touched by (outer) the chip
+            outer, inner = grid.counts(win, inner=False), grid.counts(win, inner=True)
+            if (outer[wanted].sum() / area < min_class_fraction
+                    or (inside - inner[-1]) / area < min_valid_fraction):
+                continue  # even the upper bounds fail
+            sure = (inner[wanted].sum() / area >= min_class_fraction
+                    and (inside - outer[-1]) / area >= min_valid_fraction)
+            if not sure and not exact(s, win, area, clean=outer[-1] == 0):
                 continue
             accepted.append((s, win))
             if len(accepted) == count:
@@ -205,15 +252,13 @@ class ChipDataset(Dataset):
         self.chips = list(chips)
         self.normalization = normalization
         self.lut = lut
-        self._readers: dict[int, SceneReader] = {}
+        self._readers = ReaderCache()
 
     def __len__(self) -> int:
         return len(self.chips)
 
     def _reader(self, index: int) -> SceneReader:
-        if index not in self._readers:
-            self._readers[index] = SceneReader(self.scenes[index], self.decoder)
-        return self._readers[index]
+        return self._readers.get(index, self.scenes[index], self.decoder)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         s, window = self.chips[i]
@@ -227,5 +272,5 @@ class ChipDataset(Dataset):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_readers"] = {}
+        state["_readers"] = ReaderCache()
         return state

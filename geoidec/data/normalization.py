@@ -87,11 +87,13 @@ def sample_pixels(scene: Scene, max_pixels: int) -> tuple[np.ndarray, str]:
     return pixels[ok], dtype
 
 
-def compute_normalization(scenes: Sequence[Scene], max_pixels: int = 200_000) -> Normalization:
-    """Statistics from a decimated sample of every training scene."""
+def compute_normalization(scenes: Sequence[Scene], max_pixels: int = 2_000_000) -> Normalization:
+    """Statistics from a decimated sample of every training scene (``max_pixels`` in total,
+    spread evenly, at least 1024 per scene)."""
     samples, dtypes = [], set()
+    per_scene = max(1024, max_pixels // max(len(scenes), 1))
     for scene in scenes:
-        pixels, dtype = sample_pixels(scene, max_pixels)
+        pixels, dtype = sample_pixels(scene, per_scene)
         samples.append(pixels)
         dtypes.add(dtype)
     counts = {s.shape[1] for s in samples}

@@ -27,6 +27,8 @@ from geoidec.data.normalization import Normalization
 from geoidec.models import SegmentationModel, build_model
 
 FORMAT = "geoidec.checkpoint/1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @dataclass
@@ -59,6 +61,7 @@ def atomic_write(path: Path, write: Any, suffix: str = "") -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".partial",
                                dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
     try:
         write(Path(tmp))
         os.replace(tmp, path)

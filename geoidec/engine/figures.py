@@ -170,9 +170,7 @@ def _annotate(ax: Any, values: np.ndarray, fmt: str, fontsize: float) -> None:
 def _grey_cmap(name: str) -> Any:
     from matplotlib import colormaps
 
-    cmap = colormaps[name].copy()
-    cmap.set_bad("#d9d9d9")
-    return cmap
+    return colormaps[name].with_extremes(bad="#d9d9d9")
 
 
 def draw_iou_heatmap(report: dict[str, Any]) -> Any:
@@ -208,12 +206,12 @@ def draw_confusion(names: Sequence[str], matrix: np.ndarray, step: int,
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(totals > 0, 100.0 * counts / np.where(totals > 0, totals, 1), np.nan)
     n = len(names)
-    side = min(3.0 + 0.55 * n, 40)
-    fig = _new_figure(side + 1.5, min(2.5 + 0.55 * len(rows), 40))
+    cell = 0.55 if n <= 20 else 0.3 if n <= 60 else 0.2
+    fig = _new_figure(min(4.5 + cell * n, 40), min(2.5 + cell * len(rows), 40))
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(share), cmap=_grey_cmap("Blues"), vmin=0, vmax=100,
                       aspect="auto", interpolation="nearest")
-    small = 9 if n <= 30 else 5
+    small = 9 if n <= 20 else 7 if n <= 60 else 5
     ax.set_xticks(range(n), list(names), rotation=45, ha="right", rotation_mode="anchor",
                   fontsize=small)
     ax.set_yticks(range(len(rows)), [names[r] for r in rows], fontsize=small)
@@ -263,8 +261,9 @@ def draw_pseudo_labels(report: dict[str, Any]) -> Any:
             axes[1].bar(x + offset, values, bar, label=f"step {e['step']}")
     axes[0].set_ylabel("pseudo-labelled pixels")
     axes[0].set_title(f"Pseudo-labels of old classes: {_title(report)}", fontsize=10)
-    for container in axes[0].containers:
-        axes[0].bar_label(container, fmt="{:,.0f}", fontsize=7)
+    if len(classes) * len(entries) <= 40:
+        for container in axes[0].containers:
+            axes[0].bar_label(container, fmt="{:,.0f}", fontsize=7)
     # room above the bars for the legend and the counts (and an axis even when all are 0)
     top = max((float(v or 0) for e in entries for v in e["method_stats"]["pseudo_labels"]
                .values()), default=0.0)

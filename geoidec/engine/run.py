@@ -145,6 +145,8 @@ class IncrementalRun:
         self.method: Method = build_method(config.method)
         self.device = resolve_device(config.train.device)
         self.train_scenes = dataset.scenes("train")
+        if config.data.train_on_val:
+            self.train_scenes += tuple(dataset.splits.get("val", ()))
         self.eval_scenes = dataset.scenes(config.eval.split)
         self.tile = config.data.tile_size
         self.eval_tile = config.eval.tile_size or self.tile
@@ -372,6 +374,17 @@ class IncrementalRun:
         self._save_step(plan, ckpt.model, meta, names, entry)
         return ckpt.model.eval()
 
+    def _write_figures(self) -> None:
+        """Plots and model card after every step; a plotting failure never stops a run."""
+        from geoidec.engine.figures import write_run_figures
+        from geoidec.engine.model_card import write_model_card
+
+        try:
+            write_run_figures(self.run_dir)
+            write_model_card(self.run_dir)
+        except Exception as exc:  # noqa: BLE001 - figures are a convenience
+            log.warning("could not write figures or the model card: %s", exc)
+
     @staticmethod
     def _name_stats(stats: dict[str, Any], names: list[str]) -> dict[str, Any]:
         """Per-old-class lists (model indices 1..) -> {class name: value}."""
@@ -406,6 +419,7 @@ class IncrementalRun:
         self.report["steps"].append(entry)
         write_json(self.run_dir / "report.json", self.report)
         write_text(self.run_dir / "report.md", report_markdown(self.report))
+        self._write_figures()
         self.echo(f"step {plan.step}: mIoU old {_pct(entry['miou_old'])}, new "
                   f"{_pct(entry['miou_new'])}, all {_pct(entry['miou_all'])}")
 

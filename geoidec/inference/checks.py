@@ -12,7 +12,7 @@ they never stop a prediction. Before predicting (:func:`check_input`):
 - its values lie far outside the training normalisation range ``[low, high]`` (sampled from
   a 4 x 4 grid of 64 px windows, so a large scene is not read twice): on some band the
   99th percentile is above ``high + span`` or the 1st below ``low - span``, or the 99th
-  percentile is below ``low + 0.05 * span`` (e.g. reflectances 0..1 fed to a 0..255 model).
+  percentile is below ``low + 0.02 * span`` (e.g. reflectances 0..1 fed to a 0..255 model).
 
 After predicting (:func:`check_result`): more than :data:`NODATA_FRACTION` of the input is
 nodata, or more than :data:`ONE_CLASS_FRACTION` of the valid pixels fall in one class.
@@ -38,6 +38,7 @@ __all__ = [
     "RESOLUTION_FACTOR",
     "check_input",
     "check_result",
+    "sample_values",
     "training_dtype",
 ]
 
@@ -131,7 +132,7 @@ def check_input(
         for b, (lo, hi, a, z) in enumerate(zip(normalization.low, normalization.high, p1, p99,
                                                strict=True)):
             span = hi - lo
-            if z > hi + span or a < lo - span or z < lo + 0.05 * span:
+            if z > hi + span or a < lo - span or z < lo + 0.02 * span:
                 bad.append(f"band {b + 1}: {a:.4g}..{z:.4g} vs {lo:.4g}..{hi:.4g}")
         if bad:
             _warn(messages, f"{name}: values far outside the training range "

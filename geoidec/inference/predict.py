@@ -1,19 +1,250 @@
-"""Predict a whole scene with a step's checkpoint into a georeferenced class raster."""
+"""Predict a whole scene with a step's checkpoint into GIS-ready outputs.
+
+One pass of the sliding-window predictor (:mod:`geoidec.inference.sliding`: windows read in a
+prefetch thread, cosine-blended probabilities in a row-band accumulator) feeds every output
+band by band, so memory is bounded by a row band whatever the scene size:
+
+- ``OUT.tif``: the class map (:class:`~geoidec.inference.writers.ClassRasterStream`: COG,
+  colour table, class names, ``OUT.qml``, ``OUT.tif.aux.xml`` raster attribute table); or a
+  palette PNG when ``OUT`` ends in ``.png`` (``.jpg`` is written as ``.png``: JPEG would mix
+  class values);
+- ``OUT_confidence.tif`` (``confidence``): the maximum class probability, uint8 0..100,
+  nodata 255;
+- ``OUT_probabilities.tif`` (``probabilities``): one uint8 0..100 band per class (band
+  descriptions = class names), nodata 255;
+- ``OUT_change.tif`` (``change_from``): 0 = same class as the other checkpoint's map,
+  1 = changed, 255 = nodata; classes are matched by name. Both models run on the same
+  windows (their probabilities are blended side by side), so the change map is exactly the
+  comparison of the two class maps that each checkpoint predicts on its own;
+- ``vectors`` (a ``.gpkg``): polygons per class merged across windows and bands
+  (:mod:`geoidec.inference.vectors`);
+- ``OUT_preview.png`` (``preview``): a decimated quick-look (:mod:`geoidec.inference.preview`).
+
+Every output is written to a temporary name and renamed when all are complete, the class map
+last: a class map under its final name means the scene is done (batch runs resume on it).
+
+Windows overhanging the scene (scenes smaller than a tile) are padded by mirroring the
+scene's pixels, not with zeros, and a scene that fits in one tile is predicted with one
+window just large enough (a multiple of 32 px). Input bands flagged as alpha are masks, not
+data, when the remaining band count is the model's. Guard-rail warnings:
+:mod:`geoidec.inference.checks`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import rasterio
 import torch
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
 
 from geoidec.constants import IGNORE_INDEX
-from geoidec.data.base import DataError, Scene, SceneReader
+from geoidec.data.base import DataError, Scene, SceneReader, open_raster
+from geoidec.data.normalization import Normalization
 from geoidec.engine.checkpoint import Checkpoint
-from geoidec.engine.evaluate import model_reader, probability_fn
+from geoidec.engine.evaluate import probability_fn
+from geoidec.inference.checks import check_input, check_result, log, sample_values
+from geoidec.inference.preview import PreviewSampler, write_preview
 from geoidec.inference.sliding import SlidingWindowPredictor
-from geoidec.inference.writers import write_class_raster
+from geoidec.inference.vectors import polygonize_class_raster
+from geoidec.inference.writers import ClassRasterStream, RasterStream
+
+__all__ = [
+    "CHANGE_CLASSES",
+    "CHANGE_COLORS",
+    "OutputPaths",
+    "Prediction",
+    "output_paths",
+    "predict_scene",
+    "resolve_tiling",
+    "select_bands",
+]
+
+CHANGE_CLASSES = ("unchanged", "changed")
+CHANGE_COLORS = ((220, 220, 220), (215, 25, 28))
+PNG_SUFFIXES = (".png", ".jpg", ".jpeg")
+TILE_MULTIPLE = 32
+"""A single window for a small scene is rounded up to this multiple (the output stride)."""
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Where each output of one prediction goes (``None``: not requested)."""
+
+    classes: Path
+    fmt: str = "COG"
+    confidence: Path | None = None
+    probabilities: Path | None = None
+    change: Path | None = None
+    vectors: Path | None = None
+    preview: Path | None = None
+
+    def requested(self) -> list[Path]:
+        """The class map and every requested extra file."""
+        extras = (self.confidence, self.probabilities, self.change, self.vectors, self.preview)
+        return [self.classes, *(p for p in extras if p is not None)]
+
+    def sidecars(self) -> list[Path]:
+        """Files written beside a COG class map (QGIS style, raster attribute table)."""
+        if self.fmt != "COG":
+            return []
+        return [self.classes.with_suffix(".qml"),
+                self.classes.with_name(self.classes.name + ".aux.xml")]
+
+
+def output_paths(
+    out: Path,
+    *,
+    confidence: bool = False,
+    probabilities: bool = False,
+    change: bool = False,
+    vectors: Path | None = None,
+    preview: bool = False,
+) -> OutputPaths:
+    """Paths of a prediction's outputs: ``OUT_confidence.tif`` etc. beside ``out``.
+
+    An ``out`` ending in ``.png`` (or ``.jpg``/``.jpeg``, replaced by ``.png``) gives a
+    palette PNG class map; anything else a COG.
+    """
+    out = Path(out)
+    fmt = "PNG" if out.suffix.lower() in PNG_SUFFIXES else "COG"
+    if fmt == "PNG":
+        out = out.with_suffix(".png")
+    base = out.with_suffix("")
+
+    def extra(tag: str, suffix: str = ".tif") -> Path:
+        return base.with_name(f"{base.name}_{tag}{suffix}")
+
+    return OutputPaths(
+        classes=out,
+        fmt=fmt,
+        confidence=extra("confidence") if confidence else None,
+        probabilities=extra("probabilities") if probabilities else None,
+        change=extra("change") if change else None,
+        vectors=Path(vectors) if vectors is not None else None,
+        preview=extra("preview", ".png") if preview else None,
+    )
+
+
+@dataclass
+class Prediction:
+    """What a prediction wrote and found."""
+
+    paths: OutputPaths
+    height: int
+    width: int
+    #: Pixels per class (model order); nodata not included.
+    counts: list[int]
+    nodata_pixels: int
+    #: Polygons written to the GeoPackage (0 when not requested).
+    polygons: int = 0
+    #: Guard-rail warnings (also logged).
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def classes(self) -> Path:
+        return self.paths.classes
+
+
+def resolve_tiling(
+    checkpoint: Checkpoint, tile: int | None, overlap: int | None, height: int, width: int
+) -> tuple[int, int]:
+    """Window size and overlap: the checkpoint's unless given; one window just large enough
+    (multiple of :data:`TILE_MULTIPLE`) for a scene that fits in a tile."""
+    if tile is not None and tile <= 0:
+        raise DataError(f"--tile-size must be positive, got {tile}")
+    if tile is None or tile == checkpoint.tile_size:
+        tile = checkpoint.tile_size
+        overlap = int(checkpoint.meta.get("overlap", tile // 4)) if overlap is None else overlap
+    elif overlap is None:
+        overlap = min(int(checkpoint.meta.get("overlap", tile // 4)), tile // 4)
+    if not 0 <= overlap < tile:
+        raise DataError(f"--overlap must be in [0, {tile}) for tile {tile}, got {overlap}")
+    if height <= tile and width <= tile:
+        small = TILE_MULTIPLE * math.ceil(max(height, width) / TILE_MULTIPLE)
+        if small < tile:
+            return small, min(overlap, small // 4)
+    return tile, overlap
+
+
+def _looks_like_alpha(src: rasterio.DatasetReader, band: int) -> bool:
+    """An alpha band holds (almost) only 0 and the dtype's maximum; a 4th band flagged alpha
+    that holds continuous values (RGB + near-infrared written as RGBA) is data."""
+    values = sample_values(src, [band])[:, 0] if src.count else np.zeros(0)
+    if not len(values):
+        return True
+    top = float(np.iinfo(src.dtypes[band - 1]).max) if np.issubdtype(
+        np.dtype(src.dtypes[band - 1]), np.integer) else 1.0
+    return float(np.isin(values, (0.0, top)).mean()) >= 0.99
+
+
+def select_bands(src: rasterio.DatasetReader, expected: int, path: Path,
+                 band_names: list[str] | None = None) -> tuple[int, ...]:
+    """1-based bands to feed the model: all of them, or all but alpha bands when that
+    matches the model's band count; otherwise a one-line :class:`DataError`. A band counts as
+    alpha when GDAL says so and it holds only 0 and the maximum value (sampled)."""
+    every = tuple(range(1, src.count + 1))
+    if src.count == expected:
+        return every
+    alpha = [i + 1 for i, ci in enumerate(src.colorinterp)
+             if ci == ColorInterp.alpha and _looks_like_alpha(src, i + 1)]
+    data = tuple(b for b in every if b not in alpha)
+    if alpha and len(data) == expected:
+        return data
+    names = band_names or []
+    want = f"{expected} ({', '.join(names)})" if names else str(expected)
+    extra = f" plus {len(alpha)} alpha band(s)" if alpha else ""
+    raise DataError(
+        f"{path} has {len(data)} band(s){extra} but the model expects {want}; give an image "
+        "with the training bands in the same order"
+    )
+
+
+def _window_reader(
+    reader: SceneReader,
+    normalizations: list[Normalization],
+    preview: PreviewSampler | None,
+) -> Callable[[Window], tuple[np.ndarray, np.ndarray]]:
+    """``read(window)`` for the predictor: standardised bands (one set per normalisation,
+    concatenated), 0 on nodata; the part of a window beyond the scene mirrored from inside
+    (``valid`` False there)."""
+
+    def read(window: Window) -> tuple[np.ndarray, np.ndarray]:
+        row, col = int(window.row_off), int(window.col_off)
+        th, tw = int(window.height), int(window.width)
+        h, w = min(th, reader.height - row), min(tw, reader.width - col)
+        image, valid = reader.read_image(Window(col, row, w, h))
+        if preview is not None:
+            preview.add_window(row, col, image, valid)
+        parts = []
+        for norm in normalizations:
+            x = np.asarray(norm.standardize(norm.to_unit(image)), dtype=np.float32)
+            x[:, ~valid] = 0.0
+            parts.append(x)
+        x = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if (h, w) != (th, tw):
+            x = np.pad(x, ((0, 0), (0, th - h), (0, tw - w)), mode="symmetric")
+            valid = np.pad(valid, ((0, th - h), (0, tw - w)))
+        return x, valid
+
+    return read
+
+
+def _check_outputs_free(paths: OutputPaths, overwrite: bool) -> None:
+    if overwrite:
+        return
+    for path in paths.requested():
+        if path.exists():
+            raise DataError(f"{path} exists; pass --overwrite to replace it")
 
 
 def predict_scene(
@@ -26,55 +257,180 @@ def predict_scene(
     batch_size: int = 8,
     device: torch.device | None = None,
     overwrite: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-) -> Path:
-    """Sliding-window prediction of ``scene_path`` written as a COG at ``out``.
+    progress: ProgressFn | None = None,
+    confidence: bool = False,
+    probabilities: bool = False,
+    vectors: Path | None = None,
+    simplify: float = 0.0,
+    change_from: Checkpoint | None = None,
+    preview: bool = False,
+    vector_band_rows: int = 1024,
+) -> Prediction:
+    """Sliding-window prediction of ``scene_path`` into ``out`` and the requested extras.
 
-    The output has the scene's CRS, transform and size, 255 where the input is nodata, a
-    colour table, class names and a QGIS style beside it.
+    The class map has the scene's CRS, transform and size, 255 where the input is nodata
+    (nodata value, alpha band, mask, NaN), a colour table and class names, a QGIS style and a
+    raster attribute table beside it. See the module docstring for every output.
+
+    Args:
+        checkpoint: the model and everything needed to use it.
+        scene_path: input raster (any GDAL raster with the training bands).
+        out: class map path (``.tif``: COG; ``.png``: palette PNG).
+        tile: window size (default: the checkpoint's).
+        overlap: window overlap (default: the checkpoint's, capped at tile/4 for another
+            tile size).
+        batch_size: windows per forward pass.
+        device: torch device (default CPU).
+        overwrite: replace existing outputs.
+        progress: ``progress(done_windows, total_windows)``.
+        confidence: also write ``OUT_confidence.tif``.
+        probabilities: also write ``OUT_probabilities.tif``.
+        vectors: also write class polygons to this GeoPackage.
+        simplify: polygon simplification tolerance in CRS units (0 = none).
+        change_from: also write ``OUT_change.tif`` against this checkpoint's map.
+        preview: also write ``OUT_preview.png``.
+        vector_band_rows: rows polygonised at a time.
+
+    Returns:
+        A :class:`Prediction` (paths, class counts, warnings).
+
+    Raises:
+        DataError: unreadable input, wrong band count, existing outputs, bad options.
     """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise DataError(f"{out} exists; pass --overwrite to replace it")
+    scene_path = Path(scene_path)
+    paths = output_paths(out, confidence=confidence, probabilities=probabilities,
+                         change=change_from is not None, vectors=vectors, preview=preview)
+    if Path(out).suffix.lower() in (".jpg", ".jpeg"):
+        log.warning(f"{scene_path.name}: class maps are not written as JPEG (it would mix "
+                    f"class values); writing the palette PNG {paths.classes}")
+    if batch_size <= 0:
+        raise DataError(f"--batch-size must be positive, got {batch_size}")
+    if simplify < 0:
+        raise DataError(f"--simplify must be >= 0, got {simplify}")
+    _check_outputs_free(paths, overwrite)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        paths.classes.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot create the output folder {out.parent}: {exc.strerror}") from None
+        raise DataError(f"cannot create the output folder {paths.classes.parent}: "
+                        f"{exc.strerror}") from None
     device = device or torch.device("cpu")
-    if tile is None or tile == checkpoint.tile_size:
-        tile = checkpoint.tile_size
-        overlap = int(checkpoint.meta.get("overlap", tile // 4)) if overlap is None else overlap
-    elif overlap is None:
-        overlap = min(int(checkpoint.meta.get("overlap", tile // 4)), tile // 4)
-    if not 0 <= overlap < tile:
-        raise DataError(f"--overlap must be in [0, {tile}) for tile {tile}, got {overlap}")
+    name = scene_path.name
+    with open_raster(scene_path) as src:
+        bands = select_bands(src, checkpoint.bands, scene_path,
+                             checkpoint.meta.get("band_names"))
+        messages = check_input(src, bands, checkpoint.meta, checkpoint.normalization, name)
+        crs, transform = src.crs, src.transform
+    if change_from is not None and change_from.bands != checkpoint.bands:
+        raise DataError(f"--change-from {change_from.path} expects {change_from.bands} "
+                        f"band(s) but --model expects {checkpoint.bands}")
+    if paths.fmt == "PNG" and crs is not None:
+        log.warning(f"{name}: a PNG class map carries no georeferencing; use a .tif output "
+                    "for GIS work")
+
+    names = [c.name for c in checkpoint.classes]
+    colors = [c.color for c in checkpoint.classes]
+    k = checkpoint.num_classes
     model = checkpoint.model.to(device).eval()
-    with SceneReader(Scene(name=Path(scene_path).stem, image=Path(scene_path))) as reader:
-        if len(reader.bands) != checkpoint.bands:
-            names = checkpoint.meta.get("band_names") or []
-            expected = f"{checkpoint.bands} ({', '.join(names)})" if names else checkpoint.bands
-            raise DataError(
-                f"{scene_path} has {len(reader.bands)} band(s) but the model expects "
-                f"{expected}; give an image with the training bands in the same order"
-            )
-        profile = reader.profile
+    amp = device.type == "cuda"
+    predict_fn = probability_fn(model, device, amp=amp)
+    normalizations = [checkpoint.normalization]
+    lut = None
+    if change_from is not None:
+        old_fn = probability_fn(change_from.model.to(device).eval(), device, amp=amp)
+        new_fn = predict_fn
+        if change_from.normalization != checkpoint.normalization:
+            normalizations.append(change_from.normalization)
+        c = checkpoint.bands
+        split = len(normalizations) == 2
+
+        def predict_fn(x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([new_fn(x[:, :c]), old_fn(x[:, c:] if split else x)], dim=1)
+
+        index = {n: i for i, n in enumerate(names)}
+        lut = np.array([index.get(cl.name, 254) for cl in change_from.classes], dtype=np.uint8)
+
+    with SceneReader(Scene(name=scene_path.stem, image=scene_path, bands=bands)) as reader:
+        height, width = reader.height, reader.width
+        tile_, overlap_ = resolve_tiling(checkpoint, tile, overlap, height, width)
+        sampler = None
+        if paths.preview is not None:
+            sampler = PreviewSampler(
+                height, width, bands=len(bands), rgb_bands=checkpoint.meta.get("rgb_bands"),
+                low=checkpoint.normalization.low, high=checkpoint.normalization.high)
         predictor = SlidingWindowPredictor(
-            probability_fn(model, device, amp=device.type == "cuda"),
-            num_classes=checkpoint.num_classes, tile=tile, overlap=overlap,
-            batch_size=batch_size, device=device,
+            predict_fn, num_classes=k + (change_from.num_classes if change_from else 0),
+            tile=tile_, overlap=overlap_, batch_size=batch_size, device=device,
         )
-
-        def bands() -> Iterator[tuple[int, np.ndarray]]:
-            rows = predictor.run(model_reader(reader, checkpoint.normalization),
-                                 reader.height, reader.width, progress)
-            for row, probs, valid in rows:
-                labels = probs.argmax(axis=0).astype(np.uint8)
-                labels[~valid] = IGNORE_INDEX
-                yield row, labels
-
-        return write_class_raster(
-            out, bands(), height=reader.height, width=reader.width, crs=profile["crs"],
-            transform=profile["transform"], class_names=[c.name for c in checkpoint.classes],
-            colors=[c.color for c in checkpoint.classes], nodata=IGNORE_INDEX,
-            overwrite=overwrite,
-        )
+        geo = {"height": height, "width": width, "crs": crs,
+               "transform": transform if crs is not None else None, "overwrite": overwrite}
+        provenance = {"geoidec_checkpoint": str(checkpoint.path),
+                      "geoidec_step": str(checkpoint.meta.get("step", "")),
+                      "geoidec_input": name}
+        streams: list[RasterStream] = []
+        nodata_pixels = 0
+        polygons = 0
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                classes = ClassRasterStream(paths.classes, class_names=names, colors=colors,
+                                            fmt=paths.fmt, tags=provenance, **geo)
+                streams.append(classes)
+                conf = probs_out = change = None
+                if paths.confidence is not None:
+                    conf = RasterStream(paths.confidence, descriptions=["confidence (%)"],
+                                        overview_resampling="average", tags=provenance, **geo)
+                    streams.append(conf)
+                if paths.probabilities is not None:
+                    probs_out = RasterStream(
+                        paths.probabilities, count=k, descriptions=names,
+                        overview_resampling="average", tags=provenance, **geo)
+                    streams.append(probs_out)
+                if paths.change is not None and change_from is not None:
+                    change = ClassRasterStream(
+                        paths.change, class_names=CHANGE_CLASSES, colors=CHANGE_COLORS,
+                        tags={**provenance, "geoidec_change_from": str(change_from.path)},
+                        **geo)
+                    streams.append(change)
+                read = _window_reader(reader, normalizations, sampler)
+                for row, probs, valid in predictor.run(read, height, width, progress):
+                    invalid = ~valid
+                    nodata_pixels += int(invalid.sum())
+                    ours = probs[:k]
+                    labels = ours.argmax(axis=0).astype(np.uint8)
+                    labels[invalid] = IGNORE_INDEX
+                    classes.write(row, labels)
+                    if conf is not None:
+                        top = np.rint(ours.max(axis=0) * 100.0).astype(np.uint8)
+                        top[invalid] = IGNORE_INDEX
+                        conf.write(row, top)
+                    if probs_out is not None:
+                        pct = np.rint(ours * 100.0).astype(np.uint8)
+                        pct[:, invalid] = IGNORE_INDEX
+                        probs_out.write(row, pct)
+                    if change is not None and lut is not None:
+                        old = lut[probs[k:].argmax(axis=0)]
+                        changed = (old != labels).astype(np.uint8)
+                        changed[invalid] = IGNORE_INDEX
+                        change.write(row, changed)
+                    if sampler is not None:
+                        sampler.add_labels(row, labels)
+                for stream in streams:
+                    stream.finish()
+                if paths.vectors is not None:
+                    _, polygons = polygonize_class_raster(
+                        classes.converted, paths.vectors, names, simplify=simplify,
+                        band_rows=vector_band_rows, overwrite=overwrite, nodata=IGNORE_INDEX)
+                if paths.preview is not None and sampler is not None:
+                    write_preview(paths.preview, sampler, names, colors, title=name,
+                                  overwrite=overwrite)
+                for stream in streams[1:]:
+                    stream.commit()
+                classes.commit()  # last: its presence marks the scene as done
+        except BaseException:
+            for stream in streams:
+                stream.abort()
+            raise
+    counts = classes.counts[:k].tolist()
+    messages += check_result(counts, nodata_pixels, height * width, names, name)
+    return Prediction(paths=paths, height=height, width=width, counts=counts,
+                      nodata_pixels=nodata_pixels, polygons=polygons, warnings=messages)

@@ -154,7 +154,8 @@ class _Polygonizer:
         self.open_runs = next_runs
         for gid in [g for g in self.groups if g not in alive]:
             group = self.groups.pop(gid)
-            yield group.value, shapely.union_all(group.pieces)
+            # simplify(0) drops the collinear vertices left on band borders (exact here).
+            yield group.value, shapely.union_all(group.pieces).simplify(0.0)
         # Union-find entries of finished groups are no longer reachable from open runs.
         self.parent = {g: self._find(g) for g in self.parent if self._find(g) in self.groups}
 

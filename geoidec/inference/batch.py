@@ -1,0 +1,315 @@
+"""Many scenes at once: a folder, a glob or a list of rasters into one output folder.
+
+Each input ``NAME.ext`` (``.tif``, ``.tiff``, ``.jp2``, ``.png``, ``.jpg``, ``.jpeg``) is
+predicted into ``DIR/NAME_classes.tif`` (a palette ``DIR/NAME_classes.png`` for a PNG/JPEG
+without georeferencing), with the requested extras beside it (``NAME_classes_confidence.tif``
+...; polygons in ``VECTORS/NAME_classes.gpkg``). A scene whose class map and requested
+extras all exist is skipped, so an interrupted run resumes where it stopped (partial outputs
+never carry a final name); ``overwrite`` recomputes everything. A scene that fails with a
+user error (wrong bands, unreadable file) is reported and the others go on; the batch then
+ends with one error naming the failures.
+
+At the end, ``DIR/mosaic.vrt`` (+ ``mosaic.qml``) lists every georeferenced class map, like
+``gdalbuildvrt`` would: union of the bounds, average resolution, sources placed by their
+geotransforms, nodata 255 (nodata areas of one scene never hide another scene), colour
+table, class names and attribute table. Scenes in different CRSs, without a CRS, or with
+rotated geotransforms cannot be mosaicked: the VRT is then skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import rasterio
+import torch
+from rasterio.errors import NotGeoreferencedWarning
+
+from geoidec.constants import IGNORE_INDEX
+from geoidec.data.base import DataError
+from geoidec.engine.checkpoint import Checkpoint
+from geoidec.inference.checks import log
+from geoidec.inference.predict import Prediction, output_paths, predict_scene
+from geoidec.inference.rat import rat_element
+from geoidec.inference.writers import write_qml
+
+__all__ = [
+    "RASTER_SUFFIXES",
+    "BatchResult",
+    "find_scenes",
+    "is_batch",
+    "predict_many",
+    "scene_output",
+    "write_mosaic_vrt",
+]
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".png", ".jpg", ".jpeg")
+OUTPUT_TAGS = ("_classes", "_confidence", "_probabilities", "_change", "_preview")
+MOSAIC = "mosaic.vrt"
+
+
+def _has_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def is_batch(inputs: Sequence[str | Path]) -> bool:
+    """Several inputs, a folder, or a glob pattern that is not an existing file."""
+    if len(inputs) != 1:
+        return True
+    only = Path(inputs[0])
+    return only.is_dir() or (_has_glob(str(only)) and not only.exists())
+
+
+def _is_raster_name(path: Path) -> bool:
+    return path.suffix.lower() in RASTER_SUFFIXES and not path.name.startswith(".")
+
+
+def find_scenes(inputs: Sequence[str | Path], out_dir: Path | None = None) -> list[Path]:
+    """Rasters named by files, folders (not recursive) and glob patterns, in order.
+
+    Our own outputs (``*_classes.tif`` ...) inside ``out_dir`` are left out, so the output
+    folder may be the input folder.
+
+    Raises:
+        DataError: an input does not exist, nothing is found, or two inputs share a name.
+    """
+    found: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.is_file() and _is_raster_name(p))
+        elif path.is_file():
+            found.append(path)
+        elif _has_glob(str(item)):
+            found += sorted(Path(p) for p in glob.glob(str(item))
+                            if Path(p).is_file() and _is_raster_name(Path(p)))
+        else:
+            raise DataError(f"input not found: {item}")
+    out_resolved = Path(out_dir).resolve() if out_dir is not None else None
+    scenes: list[Path] = []
+    seen: set[Path] = set()
+    for path in found:
+        resolved = path.resolve()
+        if resolved in seen:
+            continue
+        if out_resolved is not None and resolved.parent == out_resolved and any(
+                path.stem.endswith(tag) for tag in OUTPUT_TAGS):
+            continue
+        seen.add(resolved)
+        scenes.append(path)
+    if not scenes:
+        raise DataError(f"no rasters ({', '.join('*' + s for s in RASTER_SUFFIXES)}) found in "
+                        + ", ".join(str(i) for i in inputs))
+    stems: dict[str, Path] = {}
+    for path in scenes:
+        if path.stem in stems:
+            raise DataError(f"{stems[path.stem]} and {path} would both be written as "
+                            f"{path.stem}_classes; rename one of them")
+        stems[path.stem] = path
+    return scenes
+
+
+def _plain_image(path: Path) -> bool:
+    """A PNG/JPEG without georeferencing (a photo): its class map is a palette PNG."""
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(path) as src:
+                return src.crs is None and src.transform.is_identity and not src.gcps[0]
+    except rasterio.errors.RasterioIOError:
+        return False
+
+
+def scene_output(scene: Path, out_dir: Path) -> Path:
+    """``out_dir/NAME_classes.tif`` (``.png`` for a photo without georeferencing)."""
+    suffix = ".png" if _plain_image(scene) else ".tif"
+    return Path(out_dir) / f"{scene.stem}_classes{suffix}"
+
+
+@dataclass
+class BatchResult:
+    """Outcome of :func:`predict_many`."""
+
+    predicted: list[Prediction] = field(default_factory=list)
+    #: Class maps found complete and skipped.
+    skipped: list[Path] = field(default_factory=list)
+    #: ``(scene, one-line reason)`` of scenes that failed.
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    #: Class maps of this batch (predicted or skipped), in input order.
+    outputs: list[Path] = field(default_factory=list)
+    mosaic: Path | None = None
+
+
+def predict_many(
+    checkpoint: Checkpoint,
+    scenes: Sequence[Path],
+    out_dir: Path,
+    *,
+    tile: int | None = None,
+    overlap: int | None = None,
+    batch_size: int = 8,
+    device: torch.device | None = None,
+    overwrite: bool = False,
+    confidence: bool = False,
+    probabilities: bool = False,
+    vectors_dir: Path | None = None,
+    simplify: float = 0.0,
+    change_from: Checkpoint | None = None,
+    preview: bool = False,
+    progress: Callable[[int, int, Path], Callable[[int, int], None] | None] | None = None,
+    mosaic: bool = True,
+) -> BatchResult:
+    """Predict every scene into ``out_dir`` (resuming), then write ``out_dir/mosaic.vrt``.
+
+    Args:
+        checkpoint: the model.
+        scenes: input rasters (see :func:`find_scenes`).
+        out_dir: output folder (created).
+        vectors_dir: write ``NAME_classes.gpkg`` polygons here, or ``None``.
+        progress: ``progress(index, n_scenes, scene)`` returns the per-window callback of
+            that scene (or ``None``).
+        mosaic: write the VRT mosaic.
+        tile, overlap, batch_size, device, overwrite, confidence, probabilities, simplify,
+        change_from, preview: as for :func:`~geoidec.inference.predict.predict_scene`.
+
+    Returns:
+        A :class:`BatchResult`; ``failed`` lists the scenes that raised a user error.
+    """
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the output folder {out_dir}: {exc.strerror}") from None
+    result = BatchResult()
+    for index, scene in enumerate(scenes):
+        out = scene_output(scene, out_dir)
+        vectors = (Path(vectors_dir) / f"{out.stem}.gpkg") if vectors_dir is not None else None
+        paths = output_paths(out, confidence=confidence, probabilities=probabilities,
+                             change=change_from is not None, vectors=vectors, preview=preview)
+        if not overwrite and all(p.exists() for p in paths.requested()):
+            log.info(f"{scene.name}: done already ({out.name}); skipped")
+            result.skipped.append(out)
+            result.outputs.append(out)
+            continue
+        # Not complete: outputs of this scene left by an interrupted run (extras are renamed
+        # before the class map) or by a run with other options are redone.
+        redo = True
+        callback = progress(index, len(scenes), scene) if progress is not None else None
+        try:
+            prediction = predict_scene(
+                checkpoint, scene, out, tile=tile, overlap=overlap, batch_size=batch_size,
+                device=device, overwrite=redo, progress=callback, confidence=confidence,
+                probabilities=probabilities, vectors=vectors, simplify=simplify,
+                change_from=change_from, preview=preview)
+        except (DataError, FileExistsError) as exc:
+            log.warning(f"{scene.name}: skipped: {exc}")
+            result.failed.append((scene, str(exc)))
+            continue
+        result.predicted.append(prediction)
+        result.outputs.append(prediction.classes)
+    if mosaic:
+        tifs = [p for p in result.outputs if p.suffix == ".tif"]
+        if tifs:
+            names = [c.name for c in checkpoint.classes]
+            colors = [c.color for c in checkpoint.classes]
+            result.mosaic = write_mosaic_vrt(tifs, out_dir / MOSAIC, names, colors)
+    return result
+
+
+def _fmt(value: float) -> str:
+    return repr(float(value))
+
+
+def write_mosaic_vrt(
+    rasters: Sequence[Path],
+    out: Path,
+    class_names: Sequence[str],
+    colors: Sequence[Sequence[int]],
+    *,
+    nodata: int = IGNORE_INDEX,
+) -> Path | None:
+    """Write a ``gdalbuildvrt``-style mosaic VRT of single-band class rasters.
+
+    Returns ``out``, or ``None`` (with a warning) when the rasters cannot share one grid:
+    different CRSs, no CRS, or rotated/south-up geotransforms. Later rasters are drawn over
+    earlier ones where they overlap, except where they are nodata.
+    """
+    out = Path(out)
+    infos = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        for path in rasters:
+            with rasterio.open(path) as src:
+                infos.append((Path(path), src.crs, src.transform, src.width, src.height,
+                              src.block_shapes[0]))
+    crss = {info[1].to_wkt() if info[1] else None for info in infos}
+    if None in crss:
+        log.warning(f"mosaic skipped: some class maps have no CRS ({len(infos)} scenes)")
+        return None
+    if len(crss) > 1:
+        log.warning(f"mosaic skipped: the scenes are in {len(crss)} different CRSs; "
+                    "reproject them to one CRS to mosaic")
+        return None
+    if any(t.b != 0 or t.d != 0 or t.e >= 0 for _, _, t, *_ in infos):
+        log.warning("mosaic skipped: some scenes have rotated or south-up geotransforms")
+        return None
+    xs, ys = {t.a for _, _, t, *_ in infos}, {-t.e for _, _, t, *_ in infos}
+    xres = xs.pop() if len(xs) == 1 else sum(t.a for _, _, t, *_ in infos) / len(infos)
+    yres = ys.pop() if len(ys) == 1 else sum(-t.e for _, _, t, *_ in infos) / len(infos)
+    left = min(t.c for _, _, t, *_ in infos)
+    top = max(t.f for _, _, t, *_ in infos)
+    right = max(t.c + t.a * w for _, _, t, w, _, _ in infos)
+    bottom = min(t.f + t.e * h for _, _, t, _, h, _ in infos)
+    width = max(1, round((right - left) / xres))
+    height = max(1, round((top - bottom) / yres))
+    crs = infos[0][1]
+
+    root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
+    ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = crs.to_wkt()
+    ET.SubElement(root, "GeoTransform").text = ", ".join(
+        _fmt(v) for v in (left, xres, 0.0, top, 0.0, -yres))
+    band = ET.SubElement(root, "VRTRasterBand", dataType="Byte", band="1")
+    ET.SubElement(band, "Description").text = "class"
+    ET.SubElement(band, "NoDataValue").text = str(nodata)
+    ET.SubElement(band, "ColorInterp").text = "Palette"
+    categories = ET.SubElement(band, "CategoryNames")
+    for name in class_names:
+        ET.SubElement(categories, "Category").text = str(name)
+    table = ET.SubElement(band, "ColorTable")
+    for value in range(256):
+        if value < len(colors):
+            r, g, b = (int(c) for c in colors[value][:3])
+            a = 255
+        else:
+            r = g = b = a = 0
+        ET.SubElement(table, "Entry", c1=str(r), c2=str(g), c3=str(b), c4=str(a))
+    band.append(rat_element(class_names, colors))
+    for path, _, t, w, h, (bh, bw) in infos:
+        source = ET.SubElement(band, "ComplexSource")
+        rel = os.path.relpath(path.resolve(), out.resolve().parent)
+        ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = rel
+        ET.SubElement(source, "SourceBand").text = "1"
+        ET.SubElement(source, "SourceProperties", RasterXSize=str(w), RasterYSize=str(h),
+                      DataType="Byte", BlockXSize=str(bw), BlockYSize=str(bh))
+        ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(w), ySize=str(h))
+        ET.SubElement(source, "DstRect", xOff=_fmt((t.c - left) / xres),
+                      yOff=_fmt((top - t.f) / yres), xSize=_fmt(w * t.a / xres),
+                      ySize=_fmt(h * -t.e / yres))
+        ET.SubElement(source, "NODATA").text = str(nodata)
+    ET.indent(root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=False)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_qml(out.with_suffix(".qml"), class_names, [tuple(c[:3]) for c in colors], nodata)
+    return out
