@@ -1,9 +1,9 @@
 """Joint (offline) training: every class at once, all labels visible (the upper bound).
 
 One training step learns all classes of the schedule, for as many iterations as the
-incremental run trains in total (step 0's plus every later step's); its report entry is
-numbered as the schedule's last step, with old = step-0 classes and new = the rest, so it sits beside the
-incremental methods' final step.
+incremental run trains in total (step 0's plus every later step's). Its report entry is
+numbered as the schedule's last step, with old = step-0 classes and new = the rest, so it
+sits beside the incremental methods' final step.
 """
 
 from __future__ import annotations
