@@ -3,14 +3,16 @@
     python benchmarks/step_cost.py [--iterations 30] [--backbone mobilenet_v3_small]
 
 Runs the engine's own StepModule.training_step + backward + SGD step on the same batches for
-every method, side by side in one process (goal for IDEC: <= 1.6 x finetune; the old model's
-forward is the only inherent extra).
+every method, interleaved iteration by iteration in one process (goal for IDEC: <= 1.6 x
+finetune; the old model's forward is the only inherent extra). Run it on a quiet machine:
+other processes on the same cores make single timings meaningless.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 import time
 
 import torch
@@ -24,7 +26,8 @@ from geoidec.models import build_model
 from geoidec.tasks import TaskSchedule
 
 
-def time_method(name: str, old, batches, schedule, iterations: int) -> float:
+def build_step(name: str, old, schedule, iterations: int):  # noqa: ANN001, ANN201
+    """The engine's StepModule for step t = 1 of ``name`` and its optimiser."""
     method = build_method(MethodConfig(name=name))
     plan = method.plan(schedule)[1]
     model = copy.deepcopy(old)
@@ -36,17 +39,16 @@ def time_method(name: str, old, batches, schedule, iterations: int) -> float:
     module.log_dict = lambda *a, **k: None  # type: ignore[method-assign]
     module.train()
     method.start_step(plan, old.num_classes)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    times = []
-    for i, batch in enumerate(batches[:iterations]):
-        start = time.perf_counter()
-        loss = module.training_step(batch, i)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - start)
-    warm = times[3:] or times
-    return sum(warm) / len(warm)
+    return module, torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+
+def one_step(module, optimizer, batch, i: int) -> float:  # noqa: ANN001
+    start = time.perf_counter()
+    loss = module.training_step(batch, i)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -67,11 +69,19 @@ def main() -> None:
         for _ in range(args.iterations)
     ]
     batches = [(x, torch.where(y == 5, y, torch.zeros_like(y))) for x, y in batches]
-    results = {m: time_method(m, old, batches, schedule, args.iterations)
-               for m in ("finetune", "mib", "plop", "idec")}
+    names = ("finetune", "mib", "plop", "idec")
+    steps = {m: build_step(m, old, schedule, args.iterations) for m in names}
+    times: dict[str, list[float]] = {m: [] for m in names}
+    # interleaved, rotating order: a busy machine slows every method alike
+    for i, batch in enumerate(batches):
+        for k in range(len(names)):
+            name = names[(i + k) % len(names)]
+            times[name].append(one_step(*steps[name], batch, i))
+    results = {m: statistics.median(t[2:] or t) for m, t in times.items()}
     base = results["finetune"]
     print(f"{args.backbone}, batch {args.batch_size} x {args.tile}^2, "
           f"{torch.get_num_threads()} threads, step t=1")
+    print("median over interleaved iterations (methods take turns on the same batches)")
     print("| method | s / iteration | x finetune |")
     print("|---|---:|---:|")
     for name, sec in results.items():
