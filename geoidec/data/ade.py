@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from geoidec.constants import BACKGROUND, IGNORE_INDEX
-from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene
+from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene, image_benchmark_presets
 from geoidec.data.voc import HOLDOUT_EVERY, holdout
 
 #: The 150 ADE20K SceneParsing classes in the official order (label values 1..150).
@@ -114,23 +114,8 @@ class IndexDecoder:
 
 DECODER = IndexDecoder(len(CLASS_NAMES))
 
-#: Dataset-specific settings per preset (dotted config keys; the user's flags win).
-PRESET_OVERRIDES: dict[str, dict[str, object]] = {
-    # MiB/PLOP on ADE20K: crop 512, batch 24, 60 epochs per step (the IDEC scripts use 50),
-    # one random crop per image and epoch.
-    "paper": {
-        "train.batch_size": 24, "train.epochs": 60, "train.chips_per_scene": 1,
-        "data.tile_size": 512, "train.lr": 0.01, "train.lr_incremental": 0.001,
-        "data.min_class_fraction": 0.0001, "data.min_valid_fraction": 0.1,
-        "eval.overlap": 0,
-    },
-    # Smoke runs on a CPU: small crops, few iterations, cheap statistics.
-    "cpu": {
-        "train.iterations": 200, "train.iterations_incremental": 100,
-        "data.tile_size": 256, "data.min_class_fraction": 0.001,
-        "data.min_valid_fraction": 0.1, "eval.overlap": 0,
-    },
-}
+#: ADE20K: 60 epochs per step as in MiB/PLOP (the IDEC scripts use 50).
+PRESET_OVERRIDES = image_benchmark_presets(60)
 
 
 def _missing(root: Path, what: str) -> DataError:

@@ -148,6 +148,25 @@ class DatasetSpec:
         return scenes
 
 
+def image_benchmark_presets(epochs: int) -> dict[str, dict[str, object]]:
+    """Preset settings shared by the image benchmarks (VOC, ADE20K): the MiB/PLOP/IDEC set-up
+    (crop 512, batch 24, ``epochs`` per step, one random crop per image and epoch, whole
+    images through one 512 px window padded with ignore) and a small CPU smoke set-up."""
+    return {
+        "paper": {
+            "train.batch_size": 24, "train.epochs": epochs, "train.chips_per_scene": 1,
+            "data.tile_size": 512, "train.lr": 0.01, "train.lr_incremental": 0.001,
+            "data.min_class_fraction": 0.0001, "data.min_valid_fraction": 0.1,
+            "eval.overlap": 0,
+        },
+        "cpu": {
+            "train.iterations": 200, "train.iterations_incremental": 100,
+            "data.tile_size": 256, "data.min_class_fraction": 0.001,
+            "data.min_valid_fraction": 0.1, "eval.overlap": 0,
+        },
+    }
+
+
 def open_raster(path: Path) -> rasterio.DatasetReader:
     """Open a raster or raise a one-line :class:`DataError`."""
     if not os.path.exists(path):

@@ -31,7 +31,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene, ValueDecoder
+from geoidec.data.base import (
+    ClassInfo,
+    DataError,
+    DatasetSpec,
+    Scene,
+    ValueDecoder,
+    image_benchmark_presets,
+)
 
 #: The 20 Pascal VOC classes in the official order (label values 1..20).
 CLASS_NAMES: tuple[str, ...] = (
@@ -69,24 +76,8 @@ BACKGROUND = ClassInfo("background", (0, 0, 0))
 DECODER = ValueDecoder(values=tuple(float(v) for v in range(1, len(CLASS_NAMES) + 1)),
                        ignore_values=(255.0,))
 
-#: Dataset-specific settings per preset (dotted config keys; the user's flags win).
-PRESET_OVERRIDES: dict[str, dict[str, object]] = {
-    # MiB/PLOP/IDEC on VOC: crop 512, batch 24 (12 per GPU on two GPUs), 30 epochs per
-    # step, one random crop per image and epoch; whole images are evaluated through one
-    # 512 px window (VOC images are at most 500 px), padded with ignore.
-    "paper": {
-        "train.batch_size": 24, "train.epochs": 30, "train.chips_per_scene": 1,
-        "data.tile_size": 512, "train.lr": 0.01, "train.lr_incremental": 0.001,
-        "data.min_class_fraction": 0.0001, "data.min_valid_fraction": 0.1,
-        "eval.overlap": 0,
-    },
-    # Smoke runs on a CPU: small crops, few iterations, cheap statistics.
-    "cpu": {
-        "train.iterations": 200, "train.iterations_incremental": 100,
-        "data.tile_size": 256, "data.min_class_fraction": 0.001,
-        "data.min_valid_fraction": 0.1, "eval.overlap": 0,
-    },
-}
+#: VOC: 30 epochs per step (MiB, PLOP, IDEC).
+PRESET_OVERRIDES = image_benchmark_presets(30)
 
 
 def _missing(root: Path, what: str) -> DataError:
