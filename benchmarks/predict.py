@@ -1,4 +1,4 @@
-"""Whole-scene prediction: throughput vs the bare model forward, and peak memory vs scene size.
+"""Whole-scene prediction: throughput vs the bare model forward; peak memory vs scene size.
 
     python benchmarks/predict.py [--sizes 2000 8000 20000] [--workdir /tmp/geoidec-bench]
 
@@ -8,13 +8,15 @@ overlap 128) saved with :func:`geoidec.engine.checkpoint.save_checkpoint`, so th
 COG writing and conversion). Synthetic 3-band uint8 tiled GeoTIFFs of ``size x size`` px are
 generated on disk in row bands (never in memory) and kept in ``--workdir`` for reruns.
 
-For each size, in a fresh subprocess:
-
-- ``pipeline``: ``predict_scene`` of the whole scene (after one warm-up forward); windows/s
-  and the process's peak RSS (``getrusage(RUSAGE_SELF).ru_maxrss``, read at the end).
-- ``forward``: the bare ``model(x)`` + softmax on up to ``--forward-windows`` windows of
-  the same scene and the same grid, read and normalised beforehand (batch ``--batch-size``);
-  windows/s.
+For each size, in a fresh subprocess: the bare forward (``model(x)`` + softmax, the
+prediction's own ``probability_fn``) on one batch of the scene's first grid windows, read
+and normalised beforehand, repeated ``--forward-batches`` times; then ``predict_scene`` of
+the whole scene; then the bare forward again (before/after, averaged: the machine is shared,
+so both measures run under the same load). The ratio is pipeline windows/s over bare
+forward windows/s; the CPU ratio compares CPU seconds per window (process time of all
+threads), which other processes on a shared machine disturb much less than wall time.
+Peak memory is the child's ``getrusage(RUSAGE_SELF).ru_maxrss``, read right after the
+pipeline (it includes Python, torch, the model and the warm-up batch).
 
 Goals: pipeline >= 0.85 x bare forward; peak RSS flat within 10% across sizes and under
 2 GiB at 20,000^2. A 20,000^2 run takes minutes on a CPU (about 2,700 windows of 512 px).
@@ -99,50 +101,48 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def child_pipeline(scene: Path, ckpt_path: Path, out: Path, batch_size: int) -> dict:
-    import torch
-
-    from geoidec.engine.checkpoint import load_checkpoint
-    from geoidec.inference.predict import predict_scene
-
-    ckpt = load_checkpoint(ckpt_path)
-    with torch.inference_mode():  # warm-up: first-call allocations are not the pipeline's
-        ckpt.model(torch.zeros(batch_size, 3, TILE, TILE))
-    windows = {"n": 0}
-
-    def progress(done: int, total: int) -> None:
-        windows["n"] = total
-
-    start = time.perf_counter()
-    predict_scene(ckpt, scene, out, batch_size=batch_size, overwrite=True, progress=progress)
-    seconds = time.perf_counter() - start
-    return {"windows": windows["n"], "seconds": seconds,
-            "win_per_s": windows["n"] / seconds, "peak_rss_mb": peak_rss_mb()}
-
-
-def child_forward(scene: Path, ckpt_path: Path, batch_size: int, max_windows: int) -> dict:
+def child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, repeats: int) -> dict:
+    """In one fresh process: bare forward, the whole pipeline, bare forward again."""
     import torch
 
     from geoidec.data.base import Scene, SceneReader
     from geoidec.data.tiling import grid_windows
     from geoidec.engine.checkpoint import load_checkpoint
     from geoidec.engine.evaluate import model_reader, probability_fn
+    from geoidec.inference.predict import predict_scene
 
     ckpt = load_checkpoint(ckpt_path)
-    model = ckpt.model.eval()
-    predict = probability_fn(model, torch.device("cpu"))
+    predict = probability_fn(ckpt.model.eval(), torch.device("cpu"))
     with SceneReader(Scene(name=scene.stem, image=scene)) as reader:
-        windows = grid_windows(reader.height, reader.width, TILE, TILE - OVERLAP)
-        step = max(1, len(windows) // max_windows)
-        chosen = windows[::step][:max_windows]
+        windows = grid_windows(reader.height, reader.width, TILE, TILE - OVERLAP)[:batch_size]
         read = model_reader(reader, ckpt.normalization)
-        x = torch.from_numpy(np.stack([read(w)[0] for w in chosen]))
-    predict(x[:batch_size])  # warm-up
-    start = time.perf_counter()
-    for i in range(0, len(x), batch_size):
-        predict(x[i : i + batch_size])
-    seconds = time.perf_counter() - start
-    return {"windows": len(x), "seconds": seconds, "win_per_s": len(x) / seconds}
+        x = torch.from_numpy(np.stack([read(w)[0] for w in windows]))
+    predict(x)  # warm-up: first-call allocations
+
+    def forward() -> tuple[float, float]:
+        """(windows per wall second, CPU seconds per window)."""
+        start, cpu = time.perf_counter(), time.process_time()
+        for _ in range(repeats):
+            predict(x)
+        n = repeats * len(x)
+        return n / (time.perf_counter() - start), (time.process_time() - cpu) / n
+
+    before, cpu_before = forward()
+    total = {"n": 0}
+
+    def progress(done: int, n: int) -> None:
+        total["n"] = n
+
+    start, cpu = time.perf_counter(), time.process_time()
+    predict_scene(ckpt, scene, out, batch_size=batch_size, overwrite=True, progress=progress)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    rss = peak_rss_mb()
+    after, cpu_after = forward()
+    return {"windows": total["n"], "seconds": seconds, "win_per_s": total["n"] / seconds,
+            "cpu_per_window": cpu_seconds / total["n"], "peak_rss_mb": rss,
+            "forward_win_per_s": (before + after) / 2, "forward_before": before,
+            "forward_after": after, "forward_cpu_per_window": (cpu_before + cpu_after) / 2,
+            "load_avg": os.getloadavg()[0]}
 
 
 def run_child(args: list[str]) -> dict:
@@ -160,19 +160,17 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000, 20000])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/geoidec-bench"))
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--forward-windows", type=int, default=48)
-    parser.add_argument("--child", choices=["pipeline", "forward"], help=argparse.SUPPRESS)
+    parser.add_argument("--forward-batches", type=int, default=6,
+                        help="bare-forward batches timed before and after the pipeline")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--ckpt", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.child == "pipeline":
-        print(json.dumps(child_pipeline(args.scene, args.ckpt, args.out, args.batch_size)))
-        return
-    if args.child == "forward":
-        print(json.dumps(child_forward(args.scene, args.ckpt, args.batch_size,
-                                       args.forward_windows)))
+    if args.child:
+        print(json.dumps(child(args.scene, args.ckpt, args.out, args.batch_size,
+                               args.forward_batches)))
         return
 
     import torch
@@ -182,24 +180,27 @@ def main() -> None:
     print(f"# predict benchmark: tile {TILE}, overlap {OVERLAP}, batch {args.batch_size}, "
           f"mobilenet_v3_small/ASPP {ASPP}, {CLASSES} classes, CPU, "
           f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs")
-    print("| scene (px) | windows | pipeline s | pipeline win/s | forward win/s | ratio "
-          "| peak RSS (MiB) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| scene (px) | windows | pipeline s | pipeline win/s | forward win/s (before/after) "
+          "| ratio | pipeline CPU s/win | forward CPU s/win | CPU ratio | peak RSS (MiB) "
+          "| load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     rss = []
     for size in args.sizes:
         start = time.perf_counter()
         scene = make_scene(args.workdir / f"scene_{size}.tif", size)
         made = time.perf_counter() - start
-        common = ["--scene", str(scene), "--ckpt", str(ckpt),
-                  "--batch-size", str(args.batch_size)]
-        pipe = run_child(["--child", "pipeline", *common,
-                          "--out", str(args.workdir / f"classes_{size}.tif")])
-        fwd = run_child(["--child", "forward", *common,
-                         "--forward-windows", str(args.forward_windows)])
-        rss.append(pipe["peak_rss_mb"])
-        print(f"| {size:,}^2 | {pipe['windows']} | {pipe['seconds']:.1f} | "
-              f"{pipe['win_per_s']:.2f} | {fwd['win_per_s']:.2f} | "
-              f"{pipe['win_per_s'] / fwd['win_per_s']:.2f} | {pipe['peak_rss_mb']:.0f} |",
+        res = run_child(["--child", "--scene", str(scene), "--ckpt", str(ckpt),
+                         "--batch-size", str(args.batch_size),
+                         "--forward-batches", str(args.forward_batches),
+                         "--out", str(args.workdir / f"classes_{size}.tif")])
+        rss.append(res["peak_rss_mb"])
+        fwd = res["forward_win_per_s"]
+        cpu_ratio = res["forward_cpu_per_window"] / res["cpu_per_window"]
+        print(f"| {size:,}^2 | {res['windows']} | {res['seconds']:.1f} | "
+              f"{res['win_per_s']:.2f} | {fwd:.2f} ({res['forward_before']:.2f}/"
+              f"{res['forward_after']:.2f}) | {res['win_per_s'] / fwd:.2f} | "
+              f"{res['cpu_per_window']:.3f} | {res['forward_cpu_per_window']:.3f} | "
+              f"{cpu_ratio:.2f} | {res['peak_rss_mb']:.0f} | {res['load_avg']:.1f} |",
               flush=True)
         if made > 1:
             print(f"#   (scene generated in {made:.0f} s, not timed above)", flush=True)
@@ -207,7 +208,9 @@ def main() -> None:
         spread = (max(rss) - min(rss)) / min(rss)
         print(f"# peak RSS spread across sizes: {100 * spread:.1f}% "
               f"(goal <= 10%); largest {max(rss):.0f} MiB (goal < 2048)")
-    print("# ratio = pipeline windows/s / bare forward windows/s (goal >= 0.85)")
+    print("# ratio = pipeline windows/s / bare forward windows/s (goal >= 0.85); CPU ratio = "
+          "forward CPU s per window / pipeline CPU s per window (all threads of the process; "
+          "less sensitive to other load on a shared machine)")
 
 
 if __name__ == "__main__":

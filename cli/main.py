@@ -70,12 +70,20 @@ def train(
     step0_from: Annotated[Path | None, typer.Option(
         help="Reuse step 0 of another run (same data, classes, model): methods differ only "
         "from step 1 on.")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="Continue this interrupted run folder: finished steps are kept, the interrupted "
+        "step goes on from its last partial checkpoint (repeat the run's own command).")
+    ] = None,
 ) -> None:
     """Train step after step on a class-incremental task, evaluate and checkpoint each step.
 
     Example: `geoidec train isprs --root data/potsdam --steps 4-1 --preset cpu --out runs/demo`
+
+    Several GPUs: `torchrun --nproc_per_node 4 -m geoidec.cli.main train ... --set
+    train.devices=4`; an interrupted run: the same command with `--resume runs/demo`.
     """
     from geoidec.config import load_config
+    from geoidec.data.base import DataError
     from geoidec.data.registry import load_dataset
     from geoidec.engine.reports import steps_table
     from geoidec.engine.run import train_run
@@ -94,11 +102,16 @@ def train(
                       dataset_defaults=spec.preset_overrides.get(preset_name))
     if iterations is not None:
         cfg = cfg.override({"train.epochs": None})
-    run_dir = out or Path("runs") / f"{spec.name}-{steps.replace('|', '_')}-{cfg.method.name}"
+    if resume is not None and out is not None and Path(out).resolve() != Path(resume).resolve():
+        raise DataError(f"--resume {resume} continues that run folder; --out {out} names "
+                        "another one (leave --out out)")
+    run_dir = resume or out or Path("runs") / (
+        f"{spec.name}-{steps.replace('|', '_')}-{cfg.method.name}")
     result = train_run(spec, steps, cfg, run_dir, overwrite=overwrite, echo=_echo, label=label,
-                       step0_from=step0_from)
-    typer.echo(steps_table(result.report))
-    typer.echo(f"run folder: {result.run_dir}  (report.md, report.json, checkpoints/)")
+                       step0_from=step0_from, resume=resume)
+    if result.primary:
+        typer.echo(steps_table(result.report))
+        typer.echo(f"run folder: {result.run_dir}  (report.md, report.json, checkpoints/)")
 
 
 @app.command()
@@ -168,6 +181,9 @@ def _register() -> None:
     from geoidec.cli.info import info
 
     app.command()(info)
+    from geoidec.cli.export import export
+
+    app.command()(export)
 
 
 _register()
@@ -180,11 +196,44 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("geoidec: interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - user errors are classified below
-        if _DEBUG["on"] or not _is_user_error(exc):
+    except SystemExit as exc:
+        if type(exc).__name__ != "SIGTERMException":  # Lightning's, raised between batches
             raise
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo("geoidec: stopped by SIGTERM at an iteration boundary (saved); continue with "
+                   "the same command and --resume RUN", err=True)
+        sys.exit(143)
+    except Exception as exc:  # noqa: BLE001 - user errors are classified below
+        message = _user_message(exc)
+        if _DEBUG["on"] or message is None:
+            raise
+        typer.echo(f"error: {message}", err=True)
         sys.exit(2)
+
+
+def _user_message(exc: Exception) -> str | None:
+    """The one-line message of a user error (bad data, settings, paths, full disk, unreadable
+    raster); None for a bug, which keeps its traceback."""
+    import errno
+
+    if _is_user_error(exc):
+        return " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS,
+                                                  errno.EACCES, errno.EPERM, errno.ENOTDIR):
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"cannot write{where}: {exc.strerror or exc}"
+    if _is_raster_error(exc):
+        from geoidec.engine.preflight import raster_error_reason
+
+        return (f"cannot read raster data: {raster_error_reason(exc)}; is the file truncated "
+                "or corrupt?")
+    return None
+
+
+def _is_raster_error(exc: Exception) -> bool:
+    """rasterio/GDAL read errors (truncated or corrupt files) raised while reading windows."""
+    from geoidec.engine.preflight import is_raster_error
+
+    return is_raster_error(exc)
 
 
 def _is_user_error(exc: Exception) -> bool:

@@ -94,8 +94,18 @@ class TrainConfig:
     seed: int = 0
     #: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     device: str = "auto"
-    #: Number of devices (GPUs) for DDP; 1 on CPU.
+    #: Devices per node: GPUs, or CPU processes (gloo backend). More than one (or
+    #: ``num_nodes`` > 1) trains with DDP; see docs/reliability.md.
     devices: int = 1
+    #: ``auto`` (one process, or DDP when devices x num_nodes > 1) or ``ddp``.
+    strategy: str = "auto"
+    #: Nodes taking part; start one process per device on every node (srun or torchrun).
+    num_nodes: int = 1
+    #: Batches whose gradients are summed per optimiser step; iterations count optimiser steps.
+    accumulate: int = 1
+    #: Save the step in progress every N iterations to checkpoints/step_T.partial.ckpt, so
+    #: ``--resume`` continues an interrupted step from there (0: never).
+    checkpoint_every: int = 100
     progress: bool = True
 
 

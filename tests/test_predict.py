@@ -159,10 +159,12 @@ def test_output_independent_of_tiling(model: type[nn.Module], tmp_path: Path) ->
     scene = write_raster(tmp_path / "odd.tif", colour_scene(truth), mask=~invalid)
     ckpt = fake_checkpoint(model())
     results = []
-    for i, (tile, overlap) in enumerate([(None, None), (16, 0), (16, 4), (24, 11), (64, 16)]):
+    layouts = [(None, None, 2048), (16, 0, 2048), (16, 4, 2048), (24, 11, 2048),
+               (64, 16, 2048), (16, 4, 30), (16, 7, 1)]  # last two: in vertical strips
+    for i, (tile, overlap, strip) in enumerate(layouts):
         out = tmp_path / f"o{i}.tif"
         predict_scene(ckpt, scene, out, tile=tile, overlap=overlap, batch_size=3,
-                      confidence=True, probabilities=True)
+                      confidence=True, probabilities=True, strip_width=strip)
         results.append((read(out), read(tmp_path / f"o{i}_confidence.tif"),
                         read(tmp_path / f"o{i}_probabilities.tif", None)))
     labels = results[0][0]
@@ -186,7 +188,10 @@ def test_no_border_artefact_with_a_receptive_field(tmp_path: Path) -> None:
     ckpt = fake_checkpoint(LocalModel())
     tiled = predict_scene(ckpt, scene, tmp_path / "tiled.tif", tile=32, overlap=8).classes
     whole = predict_scene(ckpt, scene, tmp_path / "whole.tif", tile=128, overlap=0).classes
+    strips = predict_scene(ckpt, scene, tmp_path / "strips.tif", tile=16, overlap=5,
+                           strip_width=40).classes
     np.testing.assert_array_equal(read(tiled), read(whole))
+    np.testing.assert_array_equal(read(strips), read(whole))
     # Reference: the 3x3 mean over the edge-replicated scene, computed in numpy.
     rgb = np.pad(colour_scene(truth).astype(np.float64), ((0, 0), (1, 1), (1, 1)), mode="edge")
     mean = sum(rgb[:, i : i + 90, j : j + 100] for i in range(3) for j in range(3)) / 9
@@ -257,8 +262,10 @@ def test_vectors_merge_across_window_and_band_borders(tmp_path: Path) -> None:
     truth[0:3, 60:70] = 1  # a second class-1 region
     scene = write_raster(tmp_path / "v.tif", colour_scene(truth))
     gpkg = tmp_path / "v.gpkg"
+    # Tile 16, overlap 4: two strips of windows, columns [0, 40) and [36, 70).
     result = predict_scene(fake_checkpoint(PixelModel()), scene, tmp_path / "v_classes.tif",
-                           vectors=gpkg, vector_band_rows=16)
+                           vectors=gpkg, vector_band_rows=16, tile=16, overlap=4,
+                           strip_width=30, preview=True)
     frame = gpd.read_file(gpkg, layer="classes")
     assert result.polygons == len(frame) == 4
     assert list(frame.columns) == ["class_id", "class_name", "geometry"]
@@ -282,6 +289,8 @@ def test_vectors_merge_across_window_and_band_borders(tmp_path: Path) -> None:
     one = gpd.read_file(tmp_path / "one.gpkg")
     assert n == 4
     assert sorted(one.geometry.area.round(6)) == sorted(frame.geometry.area.round(6))
+    np.testing.assert_array_equal(read(result.classes), truth)
+    assert result.paths.preview is not None and result.paths.preview.is_file()
 
 
 def test_vectors_random_map_matches_single_band(tmp_path: Path) -> None:
@@ -502,9 +511,19 @@ def test_batch_folder_mosaic_and_resume(run_dir: Path, fake_potsdam: Path,
     assert maps[0].stat().st_mtime_ns == before[maps[0]]
     assert maps[2].stat().st_mtime_ns == before[maps[2]]
     assert maps[1].is_file()
-    # The output folder may be the input folder: outputs are not taken as inputs.
-    result = run_cli(["predict", out, "--model", run_dir, "--out", out, "--quiet"])
-    assert result.exit_code == 2 or "no rasters" in str(result.exception)
+
+def test_batch_into_its_own_folder(run_dir: Path, fake_potsdam: Path, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The output folder may be the input folder: outputs are never taken as inputs."""
+    folder = tmp_path / "tiles"
+    _tiles(folder, fake_potsdam, n=2)
+    for _ in range(2):
+        outcome = run_main(["predict", folder, "--model", run_dir, "--out", folder,
+                            "--quiet"], monkeypatch)
+        assert outcome.code == 0, outcome.stderr
+    assert "0 scene(s) predicted, 2 done already" in outcome.stdout
+    assert sorted(p.name for p in folder.glob("*.tif")) == [
+        "tile_0.tif", "tile_0_classes.tif", "tile_1.tif", "tile_1_classes.tif"]
 
 
 def test_mosaic_skipped_for_mixed_crs(tmp_path: Path, caplog: pytest.LogCaptureFixture

@@ -192,3 +192,73 @@ def test_write_qml_standalone(tmp_path: Path) -> None:
     ]
     with pytest.raises(ValueError):
         write_qml(tmp_path / "x.qml", ["a"], [(1, 2, 3), (4, 5, 6)])
+
+
+# ------------------------------------------------------- streams, RAT, PNG (predict)
+def test_rat_sidecar(tmp_path: Path) -> None:
+    from geoidec.inference.rat import read_rat_sidecar
+
+    labels = pattern()
+    out = write(tmp_path / "r.tif", labels)
+    root = ET.parse(tmp_path / "r.tif.aux.xml").getroot()
+    assert root.tag == "PAMDataset"
+    table = root.find("PAMRasterBand[@band='1']/GDALRasterAttributeTable")
+    assert table is not None and table.get("tableType") == "thematic"
+    fields = [(f.findtext("Name"), f.findtext("Type"), f.findtext("Usage"))
+              for f in table.findall("FieldDefn")]
+    assert fields == [("Value", "0", "5"), ("Count", "1", "1"), ("Class", "2", "2"),
+                      ("Red", "0", "6"), ("Green", "0", "7"), ("Blue", "0", "8")]
+    rows = read_rat_sidecar(out)
+    counts = np.bincount(labels.ravel(), minlength=256)
+    assert rows == [
+        {"Value": str(i), "Count": str(counts[i]), "Class": NAMES[i],
+         "Red": str(COLORS[i][0]), "Green": str(COLORS[i][1]), "Blue": str(COLORS[i][2])}
+        for i in range(3)
+    ]
+    # GDAL reads the sidecar with the raster (it is listed among the dataset's files).
+    with rasterio.open(out) as src:
+        assert any(f.endswith("r.tif.aux.xml") for f in src.files)
+
+
+def test_palette_png(tmp_path: Path) -> None:
+    labels = pattern()
+    out = write(tmp_path / "map.png", labels, crs=None, transform=None, fmt="PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png"]  # no sidecars
+    raw = out.read_bytes()
+    assert raw[:8] == b"\x89PNG\r\n\x1a\n" and raw[24:26] == b"\x08\x03"  # 8-bit palette
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(out) as src:
+            assert src.driver == "PNG" and src.nodata == 255
+            np.testing.assert_array_equal(src.read(1), labels)
+            assert src.colormap(1)[1] == (255, 0, 0, 255) and src.colormap(1)[255][3] == 0
+            assert json.loads(src.tags()["CLASS_NAMES"]) == NAMES
+
+
+def test_stream_chunks_any_order_and_two_phase_commit(tmp_path: Path) -> None:
+    from geoidec.inference.writers import RasterStream
+
+    data = np.arange(3 * H * W, dtype=np.int64).reshape(3, H, W) % 101
+    stream = RasterStream(tmp_path / "p.tif", height=H, width=W, count=3, crs="EPSG:32633",
+                          transform=TRANSFORM, descriptions=["a", "b", "c"],
+                          overview_resampling="average")
+    for c0, c1 in ((120, W), (0, 120)):  # right strip first, then the left one
+        for r0 in range(0, H, 70):
+            stream.write(r0, data[:, r0 : r0 + 70, c0:c1], c0)
+    converted = stream.finish()
+    assert converted.is_file() and not (tmp_path / "p.tif").exists()
+    stream.commit()
+    with rasterio.open(tmp_path / "p.tif") as src:
+        np.testing.assert_array_equal(src.read(), data)
+        assert src.descriptions == ("a", "b", "c") and src.nodata == 255
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tif"]
+    # Missing chunks are caught at finish, and nothing is left behind.
+    with pytest.raises(ValueError, match="cover"), RasterStream(
+            tmp_path / "q.tif", height=H, width=W) as stream:
+        stream.write(0, np.zeros((H, 100), np.uint8), 0)
+        stream.finish()
+    with pytest.raises(ValueError, match="outside"), RasterStream(
+            tmp_path / "q.tif", height=H, width=W) as stream:
+        stream.write(0, np.zeros((10, 50), np.uint8), W - 10)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tif"]

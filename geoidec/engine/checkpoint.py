@@ -12,6 +12,8 @@ first), ``step``, ``step_classes``, ``bands`` (count), ``band_names``, ``rgb_ban
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import tempfile
@@ -54,22 +56,64 @@ class Checkpoint:
         return int(self.meta["tile_size"])
 
 
-def atomic_write(path: Path, write: Any, suffix: str = "") -> Path:
-    """Call ``write(tmp_path)`` then rename onto ``path``; no partial file ever has its name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".partial",
-                               dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
+#: errno values that mean "this location cannot be written" (reported in one line).
+_WRITE_ERRORS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT,
+                 errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EFBIG}
+
+
+def write_error(path: Path, exc: OSError) -> DataError | OSError:
+    """A one-line :class:`DataError` naming ``path`` for full disks, missing permissions and
+    the like; other OS errors unchanged."""
+    if exc.errno in _WRITE_ERRORS:
+        reason = exc.strerror or str(exc)
+        hint = " (disk full: free some space)" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        return DataError(f"cannot write {path}: {reason}{hint}")
+    return exc
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a written file to the disk (a rename after this survives a power cut)."""
+    fd = os.open(path, os.O_RDONLY)
     try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write: Any, suffix: str = "") -> Path:
+    """Call ``write(tmp_path)`` then rename onto ``path``; no partial file ever has its name.
+
+    The temporary file sits beside ``path`` (same file system, so the rename is atomic) and is
+    flushed to the disk before the rename; it is removed on any failure. A full disk or a
+    missing permission is a one-line :class:`DataError` naming ``path``.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".partial",
+                                   dir=path.parent)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    os.close(fd)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual permissions
         write(Path(tmp))
+        fsync_file(Path(tmp))
         os.replace(tmp, path)
+    except OSError as exc:
+        _remove(tmp)
+        raise write_error(path, exc) from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(tmp)
         raise
     return path
+
+
+def _remove(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -83,7 +127,11 @@ def write_json(path: Path, data: Any) -> Path:
 
 
 def save_checkpoint(path: Path, model: SegmentationModel, meta: dict[str, Any]) -> Path:
-    """Save weights + metadata atomically."""
+    """Save weights + metadata atomically.
+
+    The checkpoint is serialised in memory and written with Python's file API, so a full disk
+    is an ``OSError`` (one line) rather than an error of torch's C++ writer.
+    """
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
@@ -92,7 +140,9 @@ def save_checkpoint(path: Path, model: SegmentationModel, meta: dict[str, Any]) 
         "model": dict(model.config),
         **meta,
     }
-    return atomic_write(path, lambda p: torch.save(payload, p))
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return atomic_write(path, lambda p: p.write_bytes(buffer.getbuffer()))
 
 
 def resolve_checkpoint(path: str | Path, step: int | None = None) -> Path:

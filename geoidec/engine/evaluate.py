@@ -12,6 +12,7 @@ from rasterio.windows import Window
 from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import LabelDecoder, Scene, SceneReader
 from geoidec.data.normalization import Normalization
+from geoidec.engine.distributed import all_reduce_sum, rank_and_world
 from geoidec.engine.metrics import ConfusionMatrix
 from geoidec.inference.sliding import SlidingWindowPredictor
 from geoidec.models import SegmentationModel
@@ -76,3 +77,31 @@ def evaluate_scenes(
                 target[~valid] = IGNORE_INDEX
                 cm.update(pred, target)
     return cm
+
+
+def evaluate_scenes_sharded(
+    model: SegmentationModel,
+    scenes: Sequence[Scene],
+    decoder: LabelDecoder,
+    normalization: Normalization,
+    lut: np.ndarray,
+    *,
+    tile: int,
+    overlap: int,
+    batch_size: int,
+    device: torch.device,
+    amp: bool = False,
+) -> np.ndarray:
+    """The confusion matrix of every scene, as :func:`evaluate_scenes`; in a DDP process group
+    each process evaluates every world-th scene and the matrices are summed over the
+    processes, so every process returns the matrix of the whole set (one process: all scenes).
+    """
+    rank, world = rank_and_world()
+    mine = list(scenes)[rank::world]
+    if mine:
+        matrix = evaluate_scenes(model, mine, decoder, normalization, lut, tile=tile,
+                                 overlap=overlap, batch_size=batch_size, device=device,
+                                 amp=amp).matrix
+    else:
+        matrix = np.zeros((model.num_classes, model.num_classes), dtype=np.int64)
+    return all_reduce_sum(matrix, device)

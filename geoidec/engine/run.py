@@ -8,7 +8,13 @@ Run folder::
     RUN/metrics/step_T.csv     per-class IoU/F1 of step T
     RUN/metrics/step_T_confusion.csv
     RUN/logs/step_T/metrics.csv  per-iteration loss terms (Lightning CSVLogger)
+    RUN/logs/step_T/ranks.json   weight digest of every DDP process (several processes only)
     RUN/report.json, RUN/report.md
+    RUN/checkpoints/step_T.partial.ckpt  the step in progress (removed when the step is done)
+
+Every input is read (normalisation, label index, checks) before the first file is written, so
+a bad input leaves no run folder behind. With several processes (:mod:`.distributed`) only
+rank 0 writes; ``--resume`` (:mod:`.resume`) continues an interrupted run.
 """
 
 from __future__ import annotations
@@ -20,7 +26,6 @@ import math
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,20 +39,43 @@ from torch.utils.data import DataLoader
 
 from geoidec import __version__
 from geoidec.config import Config
-from geoidec.data.base import ClassInfo, DataError, DatasetSpec
+from geoidec.data.base import ClassInfo, DataError, DatasetSpec, open_raster
 from geoidec.data.chips import ChipDataset, build_class_grid, plan_chips
 from geoidec.data.normalization import Normalization, compute_normalization
 from geoidec.data.transforms import AugmentationSettings, TrainAugmentation
-from geoidec.engine.checkpoint import save_checkpoint, write_json, write_text
-from geoidec.engine.evaluate import evaluate_scenes
+from geoidec.engine.checkpoint import (
+    load_checkpoint,
+    save_checkpoint,
+    write_error,
+    write_json,
+    write_text,
+)
+from geoidec.engine.distributed import (
+    Launch,
+    barrier,
+    detect_launch,
+    init_process_group,
+    main_only,
+)
+from geoidec.engine.evaluate import evaluate_scenes_sharded
+from geoidec.engine.loader import ChipSampler, chip_loader
 from geoidec.engine.metrics import forgetting, summarize
 from geoidec.engine.module import StepModule
+from geoidec.engine.preflight import (
+    nodata_messages,
+    reading,
+    unlisted_label_values,
+    unlisted_values_message,
+)
 from geoidec.engine.reports import (
     confusion_csv,
     pseudo_label_csv,
     report_markdown,
     step_csv,
 )
+from geoidec.engine.resume import PartialCheckpoint, ResumeState, partial_path
+from geoidec.engine.step_state import StepOutcome, restore_method
+from geoidec.engine.trainer import build_trainer, fit_step, quiet_lightning
 from geoidec.methods import Method, StepPlan, build_method
 from geoidec.models import SegmentationModel, build_model
 from geoidec.tasks import TaskSchedule
@@ -59,15 +87,8 @@ log = logging.getLogger("geoidec")
 class RunResult:
     run_dir: Path
     report: dict[str, Any]
-
-
-def quiet_lightning() -> None:
-    """Keep Lightning's banners and tips out of the user's terminal (warnings stay)."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    for pattern in (".*does not have many workers.*", ".*sync_dist.*", ".*LeafSpec.*",
-                    ".*module\\(s\\) in eval mode.*", ".*litlogger.*"):
-        warnings.filterwarnings("ignore", pattern)
+    #: False in the other processes of a DDP launch (they print nothing).
+    primary: bool = True
 
 
 def resolve_device(name: str) -> torch.device:
@@ -80,26 +101,29 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def _precision(cfg: Config, device: torch.device) -> str:
-    if cfg.train.precision == "auto":
-        return "16-mixed" if device.type == "cuda" else "32-true"
-    return {"32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}.get(
-        cfg.train.precision, cfg.train.precision
-    )
+def prepare_run_dir(out: Path, overwrite: bool, create: bool = True) -> Path:
+    """Create the run folder; refuse to reuse a non-empty one without ``overwrite``.
 
-
-def prepare_run_dir(out: Path, overwrite: bool) -> Path:
-    """Create the run folder; refuse to reuse a non-empty one without ``overwrite``."""
+    ``create=False`` only checks (the other processes of a DDP launch: rank 0 creates it).
+    """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"run folder {out} exists and is not a folder; choose another --out")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise DataError(f"run folder {out} exists and is not empty; pass --overwrite or "
-                            "choose another --out")
-        shutil.rmtree(out)
+                            "choose another --out, or --resume it")
+        if create:
+            shutil.rmtree(out)
+    if not create:
+        return out
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except PermissionError:
-        raise DataError(f"cannot create run folder {out}: permission denied") from None
+        probe = out / ".geoidec-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise write_error(out, exc) from None
     return out
 
 
@@ -110,10 +134,12 @@ def model_classes(dataset: DatasetSpec, schedule: TaskSchedule, count: int) -> l
     return [dataset.background] + [by_name[n] for n in names]
 
 
-def _iterations(cfg: Config, plan: StepPlan, n_scenes: int) -> int:
+def _iterations(cfg: Config, plan: StepPlan, n_scenes: int, chips_per_step: int) -> int:
+    """Optimiser steps of ``plan``; ``chips_per_step`` chips (batch x accumulation x
+    processes) are consumed by each when ``train.epochs`` sets the length."""
     if cfg.train.epochs:
         chips = cfg.train.chips_per_scene * n_scenes
-        return max(1, math.ceil(cfg.train.epochs * chips / cfg.train.batch_size))
+        return max(1, math.ceil(cfg.train.epochs * chips / chips_per_step))
     incremental = cfg.train.iterations_incremental
     if incremental is None:
         incremental = cfg.train.iterations
@@ -123,7 +149,11 @@ def _iterations(cfg: Config, plan: StepPlan, n_scenes: int) -> int:
 
 
 class IncrementalRun:
-    """Trains and evaluates every step of a schedule with one method."""
+    """Trains and evaluates every step of a schedule with one method.
+
+    ``resume`` (a run folder read by :class:`ResumeState`) skips its finished steps and
+    continues the interrupted one from its partial checkpoint.
+    """
 
     def __init__(
         self,
@@ -134,6 +164,7 @@ class IncrementalRun:
         echo: Callable[[str], None] = print,
         label: str | None = None,
         step0_from: Path | None = None,
+        resume: ResumeState | None = None,
     ) -> None:
         self.label = label or config.method.name
         self.step0_from = step0_from
@@ -141,9 +172,13 @@ class IncrementalRun:
         self.schedule = schedule
         self.config = config
         self.run_dir = run_dir
-        self.echo = echo
         self.method: Method = build_method(config.method)
         self.device = resolve_device(config.train.device)
+        self.launch: Launch = detect_launch(config.train, self.device)
+        if self.launch.kind == "external" and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.launch.local_rank)
+        self.echo = main_only(echo, self.launch)
+        self.resume = resume
         self.train_scenes = dataset.scenes("train")
         if config.data.train_on_val:
             self.train_scenes += tuple(dataset.splits.get("val", ()))
@@ -154,12 +189,42 @@ class IncrementalRun:
             raise DataError(f"eval.overlap must be in [0, {self.eval_tile}), got "
                             f"{config.eval.overlap}")
         self.report: dict[str, Any] = {}
+        self.normalization: Normalization | None = None
+        self.grids: list = []
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes files (rank 0)."""
+        return self.launch.is_main
 
     # ----------------------------------------------------------------- setup
     def _normalization(self) -> Normalization:
         self.echo(f"computing normalisation statistics from {len(self.train_scenes)} "
                   "training scene(s)")
         return compute_normalization(self.train_scenes, self.config.data.stats_pixels)
+
+    def prepare(self) -> None:
+        """Read every training input before anything is written: normalisation statistics
+        (a resumed run keeps its own), the class index of every training label, the checks of
+        :mod:`.preflight`, and the header of every evaluation scene."""
+        self.normalization = (self.resume.normalization if self.resume is not None
+                              else self._normalization())
+        n_classes = len(self.dataset.classes) + 1
+        self.echo("indexing label content of the training scenes")
+        self.grids = []
+        for scene in self.train_scenes:
+            with reading(scene):
+                self.grids.append(build_class_grid(scene, self.dataset.decoder, n_classes))
+        for message in nodata_messages(self.grids, self.train_scenes):
+            self.echo(message)
+        unlisted = unlisted_values_message(unlisted_label_values(
+            self.dataset, self.train_scenes + self.eval_scenes))
+        if unlisted:
+            self.echo(unlisted)
+        for scene in self.eval_scenes:
+            open_raster(scene.image).close()
+            if scene.label is not None:
+                open_raster(scene.label).close()
 
     def _task_meta(self, normalization: Normalization) -> dict[str, Any]:
         profile = _first_profile(self.train_scenes[0].image)
@@ -210,63 +275,44 @@ class IncrementalRun:
         if not keep:
             raise DataError(f"no training scene holds the classes of step {plan.step} under the "
                             f"{protocol} protocol")
-        names = "\n".join(self.train_scenes[i].name for i in keep)
-        write_text(self.run_dir / "steps" / f"step_{plan.step}_scenes.txt", names + "\n")
+        if self.writes:
+            names = "\n".join(self.train_scenes[i].name for i in keep)
+            write_text(self.run_dir / "steps" / f"step_{plan.step}_scenes.txt", names + "\n")
         return keep
+
+    @property
+    def chips_per_iteration(self) -> int:
+        """Chips one optimiser step consumes over all processes."""
+        train = self.config.train
+        return train.batch_size * train.accumulate * self.launch.world_size
 
     def _loader(self, plan: StepPlan, grids: list, normalization: Normalization,
                 iterations: int, keep: list[int]) -> DataLoader:
+        """The step's chip plan (deterministic under the seed) and its DataLoader."""
         cfg = self.config
         generator = torch.Generator().manual_seed(cfg.train.seed * 1000 + plan.step)
         chips = plan_chips(
-            [grids[i] for i in keep], plan.chip_classes, iterations * cfg.train.batch_size,
+            [grids[i] for i in keep], plan.chip_classes, iterations * self.chips_per_iteration,
             self.tile, generator, min_class_fraction=cfg.data.min_class_fraction,
             min_valid_fraction=cfg.data.min_valid_fraction,
         )
         chips = [(keep[s], window) for s, window in chips]
         dataset = ChipDataset(self.dataset, self.train_scenes, chips, normalization, plan.lut)
-        return DataLoader(
-            dataset, batch_size=cfg.train.batch_size, shuffle=False, drop_last=True,
-            num_workers=cfg.data.num_workers, pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-        )
-
-    def _trainer(self, plan: StepPlan, iterations: int) -> L.Trainer:
-        from lightning.pytorch.callbacks import RichProgressBar
-        from lightning.pytorch.loggers import CSVLogger
-
-        cfg = self.config.train
-        accelerator = "gpu" if self.device.type == "cuda" else "cpu"
-        devices: Any = [self.device.index or 0] if accelerator == "gpu" else 1
-        if accelerator == "gpu" and cfg.devices > 1:
-            devices = cfg.devices
-        callbacks = [RichProgressBar(leave=True)] if cfg.progress else []
-        return L.Trainer(
-            accelerator=accelerator,
-            devices=devices,
-            precision=_precision(self.config, self.device),  # type: ignore[arg-type]
-            max_steps=iterations,
-            gradient_clip_val=cfg.grad_clip,
-            max_epochs=1,  # the chip plan holds exactly `iterations` batches
-            logger=CSVLogger(self.run_dir / "logs", name=f"step_{plan.step}", version=""),
-            log_every_n_steps=max(1, min(10, iterations // 5)),
-            enable_checkpointing=False,
-            enable_model_summary=False,
-            enable_progress_bar=cfg.progress,
-            num_sanity_val_steps=0,
-            callbacks=callbacks,
-            default_root_dir=str(self.run_dir),
-        )
+        return chip_loader(dataset, cfg.train.batch_size, num_workers=cfg.data.num_workers,
+                           pin_memory=self.device.type == "cuda")
 
     def run(self) -> RunResult:
+        """Train, evaluate and save every step not finished yet."""
         cfg = self.config
-        normalization = self._normalization()
+        if self.normalization is None:
+            self.prepare()
+        normalization = self.normalization
+        assert normalization is not None
         meta = self._task_meta(normalization)
-        write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        write_json(self.run_dir / "task.json", meta)
-        n_classes = len(self.dataset.classes) + 1
-        self.echo("indexing label content of the training scenes")
-        grids = [build_class_grid(s, self.dataset.decoder, n_classes) for s in self.train_scenes]
+        if self.writes and self.resume is None:
+            write_text(self.run_dir / "config.yaml",
+                       yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            write_json(self.run_dir / "task.json", meta)
         augmentation = TrainAugmentation(
             AugmentationSettings(**dataclasses.asdict(cfg.augment)),
             rgb_bands=self.dataset.rgb_bands,
@@ -281,37 +327,98 @@ class IncrementalRun:
             "label": self.label,
             "steps": [],
         }
-        previous: SegmentationModel | None = None
-        history: list[dict[str, Any]] = []
-        for plan in self.method.plan(self.schedule):
+        plans = self.method.plan(self.schedule)
+        previous, history, done = self._restore_finished(plans)
+        for plan in plans[done:]:
             if plan.step == 0 and self.step0_from is not None:
                 previous = self._reuse_step0(plan, normalization, meta, history)
                 continue
-            L.seed_everything(cfg.train.seed + plan.step, workers=True, verbose=False)
-            model = self._build_model(plan, previous, normalization.bands)
-            keep = self._step_scenes(plan, grids)
-            iterations = _iterations(cfg, plan, len(keep))
-            names = [c.name for c in model_classes(self.dataset, self.schedule,
-                                                   model.num_classes)]
-            self.echo(f"step {plan.step}: learning {[names[c] for c in plan.step_classes]} "
-                      f"for {iterations} iterations on {self.device}")
-            loader = self._loader(plan, grids, normalization, iterations, keep)
-            module = StepModule(model, self.method, plan, normalization, augmentation,
-                                cfg.train, iterations, old_model=previous)
-            started = time.perf_counter()
-            quiet_lightning()
-            self._trainer(plan, iterations).fit(module, loader)
-            train_seconds = time.perf_counter() - started
-            entry = self._evaluate_step(plan, model, normalization, names, history)
-            entry["train"] = {"iterations": iterations, "batch_size": cfg.train.batch_size,
-                              "seconds": round(train_seconds, 2)}
-            stats = self.method.step_stats()
-            if stats:
-                entry["method_stats"] = self._name_stats(stats, names)
-            history.append(entry["per_class_iou"])
-            self._save_step(plan, model, meta, names, entry)
-            previous = model.eval()
-        return RunResult(self.run_dir, self.report)
+            previous = self._train_step(plan, previous, normalization, augmentation, meta,
+                                        history)
+        barrier()
+        return RunResult(self.run_dir, self.report, primary=self.launch.is_main)
+
+    def _restore_finished(self, plans: list[StepPlan]
+                          ) -> tuple[SegmentationModel | None, list[dict[str, Any]], int]:
+        """The model, IoU history and count of the steps a resumed run already finished."""
+        if self.resume is None:
+            return None, [], 0
+        finished = self.resume.finished(plans)
+        entries = [self.resume.entries[p.step] for p in finished]
+        self.report["steps"] = list(entries)
+        history = [e["per_class_iou"] for e in entries]
+        if len(finished) == len(plans):
+            self.echo(f"{self.run_dir}: every step is already finished")
+        elif finished:
+            self.echo(f"resuming {self.run_dir}: step(s) {[p.step for p in finished]} are "
+                      f"finished; continuing with step {plans[len(finished)].step}")
+        else:
+            self.echo(f"resuming {self.run_dir} at step {plans[0].step}")
+        previous = None
+        if finished:
+            previous = load_checkpoint(self.run_dir, finished[-1].step).model.eval()
+        return previous, history, len(finished)
+
+    def _train_step(self, plan: StepPlan, previous: SegmentationModel | None,
+                    normalization: Normalization, augmentation: TrainAugmentation,
+                    meta: dict[str, Any], history: list[dict[str, Any]]) -> SegmentationModel:
+        """Train one step (continuing its partial checkpoint when resuming), evaluate it and
+        save its checkpoint and report entry; returns the trained model."""
+        cfg = self.config
+        L.seed_everything(cfg.train.seed + plan.step, workers=True, verbose=False)
+        model = self._build_model(plan, previous, normalization.bands)
+        keep = self._step_scenes(plan, self.grids)
+        iterations = _iterations(cfg, plan, len(keep), self.chips_per_iteration)
+        names = [c.name for c in model_classes(self.dataset, self.schedule, model.num_classes)]
+        where = str(self.device)
+        if self.launch.distributed:
+            where = f"{self.launch.world_size} {self.launch.accelerator} processes (DDP)"
+        self.echo(f"step {plan.step}: learning {[names[c] for c in plan.step_classes]} "
+                  f"for {iterations} iterations on {where}")
+        loader = self._loader(plan, self.grids, normalization, iterations, keep)
+        module = StepModule(model, self.method, plan, normalization, augmentation,
+                            cfg.train, iterations, old_model=previous)
+        partial = partial_path(self.run_dir, plan.step)
+        sampler = loader.sampler
+        assert isinstance(sampler, ChipSampler)
+        callbacks = [StepOutcome(self.method),
+                     PartialCheckpoint(partial, cfg.train.checkpoint_every, plan.step, sampler,
+                                       self.method)]
+        resume_from = partial if self.resume is not None and partial.is_file() else None
+        if resume_from is not None:
+            self.echo(f"step {plan.step}: continuing from {partial.name}")
+        started = time.perf_counter()
+        quiet_lightning()
+        trainer = build_trainer(cfg, self.launch, self.device, self.run_dir, plan.step,
+                                iterations, callbacks)
+        fit = fit_step(trainer, module, loader, plan.step, iterations, resume_from)
+        train_seconds = time.perf_counter() - started
+        if self.launch.kind == "spawn":  # the method ran in the workers: take rank 0's state
+            self.method.start_step(plan, previous.num_classes if previous is not None else 0)
+            restore_method(self.method, fit.method_state)
+        self._check_ranks(plan, fit.digests)
+        entry = self._evaluate_step(plan, model, normalization, names, history)
+        entry["train"] = {"iterations": iterations, "batch_size": cfg.train.batch_size,
+                          "seconds": round(train_seconds, 2), "accumulate": cfg.train.accumulate,
+                          "processes": self.launch.world_size}
+        if fit.resumed_at is not None:
+            entry["train"]["resumed_at"] = fit.resumed_at
+        stats = self.method.step_stats()
+        if stats:
+            entry["method_stats"] = self._name_stats(stats, names)
+        history.append(entry["per_class_iou"])
+        self._save_step(plan, model, meta, names, entry)
+        return model.eval()
+
+    def _check_ranks(self, plan: StepPlan, digests: list[str]) -> None:
+        """Record every process's weight digest (logs/step_T/ranks.json); they must agree."""
+        if len(digests) < 2 or not self.writes:
+            return
+        write_json(self.run_dir / "logs" / f"step_{plan.step}" / "ranks.json",
+                   {"step": plan.step, "digests": digests})
+        if len(set(digests)) != 1:
+            self.echo(f"warning: step {plan.step}: the DDP processes ended with different "
+                      "weights; the checkpoint holds rank 0's")
 
     def _evaluate_step(self, plan: StepPlan, model: SegmentationModel,
                        normalization: Normalization, names: list[str],
@@ -320,7 +427,7 @@ class IncrementalRun:
         self.echo(f"step {plan.step}: evaluating on {len(self.eval_scenes)} "
                   f"{cfg.eval.split} scene(s)")
         started = time.perf_counter()
-        cm = evaluate_scenes(
+        matrix = evaluate_scenes_sharded(
             model, self.eval_scenes, self.dataset.decoder, normalization,
             self.schedule.eval_lut(plan.step), tile=self.eval_tile, overlap=cfg.eval.overlap,
             batch_size=cfg.eval.batch_size, device=self.device,
@@ -329,10 +436,10 @@ class IncrementalRun:
         old = tuple(plan.old_classes)
         if self.dataset.eval_background:
             old = (0, *old)
-        summary = summarize(cm.matrix, class_names=names, old=old, new=plan.new_classes,
+        summary = summarize(matrix, class_names=names, old=old, new=plan.new_classes,
                             include_background=self.dataset.eval_background,
                             background_name=names[0])
-        self._last_cm = cm.matrix
+        self._last_cm = matrix
         return {
             "step": plan.step,
             "old_classes": [names[c] for c in old],
@@ -398,6 +505,17 @@ class IncrementalRun:
 
     def _save_step(self, plan: StepPlan, model: SegmentationModel, meta: dict[str, Any],
                    names: list[str], entry: dict[str, Any]) -> None:
+        """Checkpoint, metrics, report and figures of a finished step (rank 0 only); the
+        step's partial checkpoint is removed last."""
+        entry["checkpoint"] = os.path.join("checkpoints", f"step_{plan.step}.pt")
+        self.report["steps"].append(entry)
+        if self.writes:
+            self._write_step(plan, model, meta, names, entry)
+        self.echo(f"step {plan.step}: mIoU old {_pct(entry['miou_old'])}, new "
+                  f"{_pct(entry['miou_new'])}, all {_pct(entry['miou_all'])}")
+
+    def _write_step(self, plan: StepPlan, model: SegmentationModel, meta: dict[str, Any],
+                    names: list[str], entry: dict[str, Any]) -> None:
         classes = model_classes(self.dataset, self.schedule, model.num_classes)
         ckpt_meta = {
             **meta,
@@ -407,21 +525,17 @@ class IncrementalRun:
                         for i, c in enumerate(classes)],
             "config": self.config.to_dict(),
         }
-        path = save_checkpoint(self.run_dir / "checkpoints" / f"step_{plan.step}.pt", model,
-                               ckpt_meta)
-        entry["checkpoint"] = os.path.relpath(path, self.run_dir)
+        save_checkpoint(self.run_dir / entry["checkpoint"], model, ckpt_meta)
         write_text(self.run_dir / "metrics" / f"step_{plan.step}.csv", step_csv(entry))
         write_text(self.run_dir / "metrics" / f"step_{plan.step}_confusion.csv",
                    confusion_csv(self._last_cm, names))
         if "pseudo_labels" in entry.get("method_stats", {}):
             write_text(self.run_dir / "metrics" / f"step_{plan.step}_pseudo_labels.csv",
                        pseudo_label_csv(entry["method_stats"]))
-        self.report["steps"].append(entry)
         write_json(self.run_dir / "report.json", self.report)
         write_text(self.run_dir / "report.md", report_markdown(self.report))
         self._write_figures()
-        self.echo(f"step {plan.step}: mIoU old {_pct(entry['miou_old'])}, new "
-                  f"{_pct(entry['miou_new'])}, all {_pct(entry['miou_all'])}")
+        partial_path(self.run_dir, plan.step).unlink(missing_ok=True)
 
 
 def _read_confusion(path: Path) -> np.ndarray:
@@ -434,8 +548,6 @@ def _pct(value: float | None) -> str:
 
 
 def _first_profile(path: Path) -> dict[str, Any]:
-    from geoidec.data.base import open_raster
-
     with open_raster(path) as src:
         return {"res": list(src.res), "crs": src.crs.to_string() if src.crs else None}
 
@@ -450,19 +562,38 @@ def train_run(
     echo: Callable[[str], None] = print,
     label: str | None = None,
     step0_from: Path | None = None,
+    resume: Path | None = None,
 ) -> RunResult:
-    """Parse the schedule, prepare the run folder and run every step.
+    """Parse the schedule, read and check every input, prepare the run folder and run every
+    step.
 
     ``label`` names the run in comparison tables (default: the method's name), e.g.
     ``idec-no-arcl`` for an ablation. ``step0_from`` reuses step 0 of another run with the
-    same data, classes and architecture (methods differ only from step 1 on).
+    same data, classes and architecture (methods differ only from step 1 on). ``resume``
+    continues the interrupted run in that folder (``out`` is ignored): the same dataset,
+    steps, method and settings are required.
     """
     schedule = TaskSchedule.parse(steps, dataset.class_names)
-    # check every setting before touching the run folder (an --overwrite of a good run with a
-    # bad setting must not delete it)
-    run = IncrementalRun(dataset, schedule, config, Path(out), echo, label, step0_from)
-    run.run_dir = prepare_run_dir(out, overwrite)
+    state = None
+    if resume is not None:
+        if overwrite:
+            raise DataError("--resume continues a run; it cannot be combined with --overwrite")
+        state = ResumeState.load(resume)
+        state.check(dataset, schedule, config)
+        out = Path(resume)
+        label = label or (state.report or {}).get("label")
+    # check every setting and read every input before touching the run folder (an
+    # --overwrite of a good run with a bad setting or input must not delete it)
+    run = IncrementalRun(dataset, schedule, config, Path(out), echo, label, step0_from, state)
+    if state is None:
+        prepare_run_dir(out, overwrite, create=False)
+    init_process_group(run.launch)
+    run.prepare()
+    if state is None:
+        barrier()  # every process has checked the folder before rank 0 creates it
+        run.run_dir = prepare_run_dir(out, overwrite, create=run.writes)
+        barrier()
     return run.run()
 
 
-__all__ = ["IncrementalRun", "RunResult", "train_run", "resolve_device"]
+__all__ = ["IncrementalRun", "RunResult", "prepare_run_dir", "resolve_device", "train_run"]

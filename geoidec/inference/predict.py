@@ -32,11 +32,14 @@ data, when the remaining band count is the model's. Guard-rail warnings:
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 import rasterio
@@ -53,6 +56,7 @@ from geoidec.engine.evaluate import probability_fn
 from geoidec.inference.checks import check_input, check_result, log, sample_values
 from geoidec.inference.preview import PreviewSampler, write_preview
 from geoidec.inference.sliding import SlidingWindowPredictor
+from geoidec.inference.strips import StripPredictor
 from geoidec.inference.vectors import polygonize_class_raster
 from geoidec.inference.writers import ClassRasterStream, RasterStream
 
@@ -70,10 +74,17 @@ __all__ = [
 CHANGE_CLASSES = ("unchanged", "changed")
 CHANGE_COLORS = ((220, 220, 220), (215, 25, 28))
 PNG_SUFFIXES = (".png", ".jpg", ".jpeg")
+STRIP_WIDTH = 2048
+"""Widest strip predicted at a time (px): memory is that of a scene this wide."""
+GDAL_CACHE_MB = 32
+"""GDAL block cache during prediction, unless GDAL_CACHEMAX is set (GDAL's default, 5% of
+the RAM, would let the cache of a large scene's blocks grow with the scene)."""
 TILE_MULTIPLE = 32
 """A single window for a small scene is rounded up to this multiple (the output stride)."""
 
 ProgressFn = Callable[[int, int], None]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -247,6 +258,21 @@ def _check_outputs_free(paths: OutputPaths, overwrite: bool) -> None:
             raise DataError(f"{path} exists; pass --overwrite to replace it")
 
 
+def _bounded_gdal_cache(func: Callable[P, R]) -> Callable[P, R]:
+    """Run ``func`` with GDAL's block cache capped at :data:`GDAL_CACHE_MB` (unless the user
+    set GDAL_CACHEMAX)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if os.environ.get("GDAL_CACHEMAX"):
+            return func(*args, **kwargs)
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+@_bounded_gdal_cache
 def predict_scene(
     checkpoint: Checkpoint,
     scene_path: Path,
@@ -265,6 +291,7 @@ def predict_scene(
     change_from: Checkpoint | None = None,
     preview: bool = False,
     vector_band_rows: int = 1024,
+    strip_width: int = STRIP_WIDTH,
 ) -> Prediction:
     """Sliding-window prediction of ``scene_path`` into ``out`` and the requested extras.
 
@@ -290,6 +317,8 @@ def predict_scene(
         change_from: also write ``OUT_change.tif`` against this checkpoint's map.
         preview: also write ``OUT_preview.png``.
         vector_band_rows: rows polygonised at a time.
+        strip_width: widest strip of windows predicted at a time (memory bound; see
+            :mod:`geoidec.inference.strips`).
 
     Returns:
         A :class:`Prediction` (paths, class counts, warnings).
@@ -392,28 +421,30 @@ def predict_scene(
                         **geo)
                     streams.append(change)
                 read = _window_reader(reader, normalizations, sampler)
-                for row, probs, valid in predictor.run(read, height, width, progress):
+                strips = StripPredictor(predictor, strip_width=strip_width,
+                                        carry_dir=paths.classes.parent)
+                for row, col, probs, valid in strips.run(read, height, width, progress):
                     invalid = ~valid
                     nodata_pixels += int(invalid.sum())
                     ours = probs[:k]
                     labels = ours.argmax(axis=0).astype(np.uint8)
                     labels[invalid] = IGNORE_INDEX
-                    classes.write(row, labels)
+                    classes.write(row, labels, col)
                     if conf is not None:
                         top = np.rint(ours.max(axis=0) * 100.0).astype(np.uint8)
                         top[invalid] = IGNORE_INDEX
-                        conf.write(row, top)
+                        conf.write(row, top, col)
                     if probs_out is not None:
                         pct = np.rint(ours * 100.0).astype(np.uint8)
                         pct[:, invalid] = IGNORE_INDEX
-                        probs_out.write(row, pct)
+                        probs_out.write(row, pct, col)
                     if change is not None and lut is not None:
                         old = lut[probs[k:].argmax(axis=0)]
                         changed = (old != labels).astype(np.uint8)
                         changed[invalid] = IGNORE_INDEX
-                        change.write(row, changed)
+                        change.write(row, changed, col)
                     if sampler is not None:
-                        sampler.add_labels(row, labels)
+                        sampler.add_labels(row, labels, col)
                 for stream in streams:
                     stream.finish()
                 if paths.vectors is not None:

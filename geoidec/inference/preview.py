@@ -85,11 +85,11 @@ class PreviewSampler:
         self.image[:, pr : pr + h, pc : pc + w] = scaled.astype(np.uint8)
         self.valid[pr : pr + h, pc : pc + w] = valid[r_first::s, c_first::s]
 
-    def add_labels(self, row: int, labels: np.ndarray) -> None:
-        """Keep the sampled pixels of class-map rows ``[row, row + n)`` (full width)."""
-        r_first, _, pr, _ = self._slices(row, 0)
-        sub = labels[r_first :: self.step, :: self.step]
-        self.labels[pr : pr + sub.shape[0], : sub.shape[1]] = sub
+    def add_labels(self, row: int, labels: np.ndarray, col: int = 0) -> None:
+        """Keep the sampled pixels of a class-map chunk (n, w) at ``(row, col)``."""
+        r_first, c_first, pr, pc = self._slices(row, col)
+        sub = labels[r_first :: self.step, c_first :: self.step]
+        self.labels[pr : pr + sub.shape[0], pc : pc + sub.shape[1]] = sub
 
 
 def write_preview(

@@ -267,6 +267,8 @@ class RasterStream:
         suffix = ".cog.tif" if self.fmt == "COG" else ".tmp.png"
         self.converted = self.path.with_name(f".{self.path.name}{suffix}")
         self._row = 0
+        self._pixels = 0
+        self._chunked = False
         self._finished = False
         self._dst: rasterio.io.DatasetWriter | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -309,25 +311,38 @@ class RasterStream:
         """Called just before the rename (sidecar files); subclasses override."""
 
     # ------------------------------------------------------------------- API
-    def write(self, row_start: int, data: np.ndarray) -> None:
-        """Write rows ``[row_start, row_start + n)``: ``data`` (count, n, width) or, for one
-        band, (n, width); uint8 (other integer dtypes in 0..255 are cast)."""
+    def write(self, row_start: int, data: np.ndarray, col: int = 0) -> None:
+        """Write ``data`` (count, n, w) or, for one band, (n, w) at rows ``[row_start,
+        row_start + n)`` and columns ``[col, col + w)``; uint8 (other integer dtypes in
+        0..255 are cast).
+
+        Full-width bands (``col == 0``, ``w == width``) must come in order, top to bottom;
+        narrower chunks (strips) may come in any order but must cover the raster exactly
+        once (checked by pixel count in :meth:`finish`).
+        """
         if self._dst is None or self._finished:
             raise RuntimeError(f"{self.path}: write after finish/abort")
-        if row_start != self._row:
-            raise ValueError(f"band starts at row {row_start}, expected {self._row}")
         data = np.asarray(data)
         if data.ndim == 2 and self.count == 1:
             data = data[None]
-        if data.ndim != 3 or data.shape[0] != self.count:
+        if data.ndim != 3 or data.shape[0] != self.count or data.shape[1] == 0:
             raise ValueError(f"band at row {row_start} has shape {data.shape}, expected "
                              f"({self.count}, n_rows, {self.width})")
-        data = np.stack([_as_labels(b, row_start, self.width) for b in data])
-        n = data.shape[1]
-        if self._row + n > self.height:
+        n, w = data.shape[1:]
+        full = col == 0 and w == self.width
+        if full and not self._chunked and row_start != self._row:
+            raise ValueError(f"band starts at row {row_start}, expected {self._row}")
+        if not full:
+            self._chunked = True
+        if row_start < 0 or col < 0 or col + w > self.width:
+            raise ValueError(f"chunk at row {row_start}, column {col} of width {w} is outside "
+                             f"the raster ({self.width} columns)")
+        if row_start + n > self.height:
             raise ValueError(f"band at row {row_start} overruns height {self.height}")
-        self._dst.write(data, window=Window(0, self._row, self.width, n))
-        self._row += n
+        data = np.stack([_as_labels(b, row_start, w) for b in data])
+        self._dst.write(data, window=Window(col, row_start, w, n))
+        self._row = row_start + n
+        self._pixels += n * w
 
     def finish(self) -> Path:
         """Close the temporary file, convert it (COG or PNG) and check it; return the
@@ -338,7 +353,10 @@ class RasterStream:
             return self.converted
         try:
             self._dst.close()
-            if self._row != self.height:
+            if self._chunked and self._pixels != self.height * self.width:
+                raise ValueError(f"chunks cover {self._pixels} of {self.height * self.width} "
+                                 "pixels")
+            if not self._chunked and self._row != self.height:
                 raise ValueError(f"bands cover rows [0, {self._row}) of {self.height}")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -435,11 +453,11 @@ class ClassRasterStream(RasterStream):
     def setup(self, dst: rasterio.io.DatasetWriter) -> None:
         _set_class_metadata(dst, self.class_names, self.colors, self.nodata)
 
-    def write(self, row_start: int, data: np.ndarray) -> None:
+    def write(self, row_start: int, data: np.ndarray, col: int = 0) -> None:
         data = np.asarray(data)
-        labels = _as_labels(data[0] if data.ndim == 3 and data.shape[0] == 1 else data,
-                            row_start, self.width)
-        super().write(row_start, labels)
+        labels = data[0] if data.ndim == 3 and data.shape[0] == 1 else data
+        labels = _as_labels(labels, row_start, labels.shape[-1] if labels.ndim == 2 else -1)
+        super().write(row_start, labels, col)
         self.counts += np.bincount(labels.ravel(), minlength=256)
 
     def check(self, path: Path) -> None:

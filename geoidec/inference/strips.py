@@ -1,0 +1,193 @@
+"""Bounded memory for wide scenes: the sliding-window predictor run over vertical strips.
+
+:class:`~geoidec.inference.sliding.SlidingWindowPredictor` keeps a row band of ``tile`` rows
+by the *scene width* (``K * tile * width`` floats plus temporaries), so its memory grows with
+the width of the scene. :class:`StripPredictor` cuts the scene's window grid into vertical
+strips of whole window columns, at most ``strip_width`` px wide, and runs the predictor on
+each strip top to bottom; its memory is that of a ``strip_width``-wide scene whatever the
+scene size.
+
+The result is the same as one run over the whole scene (up to float rounding): the strips
+use exactly the windows of the scene's own grid (:func:`~geoidec.data.tiling.grid_windows`
+of a strip starting on a window column of the scene gives that strip's windows of the scene
+grid), so only the columns covered by the windows of two neighbouring strips (the
+``overlap``-wide zone between them) need both strips. There the blended probabilities of the
+left strip and their blending-weight sums (computed from
+:func:`~geoidec.inference.sliding.blend_weights` and the window grid) are written to an
+anonymous temporary file while the left strip runs, and read back row by row when the right
+strip reaches the same rows::
+
+    p = (p_left * w_left + p_right * w_right) / (w_left + w_right)
+
+which is exactly the weighted average over all the windows covering the pixel. The carry
+file holds ``(K + 1) * overlap * height`` float32 values per strip border, on disk, not in
+memory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+from rasterio.windows import Window
+
+from geoidec.data.tiling import grid_windows
+from geoidec.inference.sliding import SlidingWindowPredictor, blend_weights
+
+__all__ = ["StripPredictor", "axis_offsets"]
+
+ReadFn = Callable[[Window], tuple[np.ndarray, np.ndarray]]
+Chunk = tuple[int, int, np.ndarray, np.ndarray]
+
+
+def axis_offsets(length: int, tile: int, stride: int) -> list[int]:
+    """Window offsets along one axis of ``length`` px, as the predictor's grid has them."""
+    return sorted({int(w.col_off) for w in grid_windows(min(length, tile), length, tile,
+                                                        stride)})
+
+
+def weight_sum(rows: tuple[int, int], cols: tuple[int, int], row_offsets: list[int],
+               col_offsets: list[int], weights: np.ndarray) -> np.ndarray:
+    """Sum of the blending weights of the windows ``row_offsets x col_offsets`` over the
+    pixels ``[rows) x [cols)`` (float32, as the predictor accumulates them)."""
+    t = weights.shape[0]
+    (r0, r1), (c0, c1) = rows, cols
+    out = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
+    for wr in row_offsets:
+        ra, rb = max(r0, wr), min(r1, wr + t)
+        if ra >= rb:
+            continue
+        for wc in col_offsets:
+            ca, cb = max(c0, wc), min(c1, wc + t)
+            if ca >= cb:
+                continue
+            out[ra - r0 : rb - r0, ca - c0 : cb - c0] += weights[ra - wr : rb - wr,
+                                                                 ca - wc : cb - wc]
+    return out
+
+
+class _Carry:
+    """Row-addressable float32 store of ``(channels, width)`` per scene row, on disk."""
+
+    def __init__(self, channels: int, width: int, folder: Path | None) -> None:
+        self.shape = (channels, width)
+        self.row_bytes = channels * width * 4
+        self._file = tempfile.TemporaryFile(prefix=".geoidec-carry-", dir=folder)
+
+    def write(self, row: int, data: np.ndarray) -> None:
+        """Store rows ``[row, row + n)``: ``data`` (n, channels, width)."""
+        buf = np.ascontiguousarray(data, dtype=np.float32)
+        os.pwrite(self._file.fileno(), buf.tobytes(), row * self.row_bytes)
+
+    def read(self, row: int, n: int) -> np.ndarray:
+        """Rows ``[row, row + n)`` as (n, channels, width)."""
+        raw = os.pread(self._file.fileno(), n * self.row_bytes, row * self.row_bytes)
+        if len(raw) != n * self.row_bytes:
+            raise RuntimeError(f"strip carry is missing rows {row}..{row + n}")
+        return np.frombuffer(raw, dtype=np.float32).reshape(n, *self.shape)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class StripPredictor:
+    """Run a :class:`SlidingWindowPredictor` strip by strip (see the module docstring).
+
+    Args:
+        predictor: the window predictor (tile, overlap, model, device).
+        strip_width: widest strip in pixels (at least enough window columns that no pixel
+            is covered by three strips).
+        carry_dir: folder of the anonymous carry files (default: the system's temp dir).
+    """
+
+    def __init__(self, predictor: SlidingWindowPredictor, strip_width: int = 2048,
+                 carry_dir: Path | None = None) -> None:
+        self.predictor = predictor
+        self.strip_width = strip_width
+        self.carry_dir = carry_dir
+
+    def strips(self, width: int) -> list[list[int]]:
+        """The scene's window column offsets grouped into strips."""
+        t = self.predictor.tile
+        stride = t - self.predictor.overlap
+        offsets = axis_offsets(width, t, stride)
+        # Enough windows per strip that x0 of strip j+2 >= x1 of strip j (zones disjoint).
+        least = -(-t // stride) + 1
+        groups: list[list[int]] = [[]]
+        for off in offsets:
+            group = groups[-1]
+            if group and off + t - group[0] > self.strip_width and len(group) >= least:
+                groups.append([off])
+            else:
+                group.append(off)
+        if len(groups) > 1 and len(groups[-1]) < least:
+            tail = groups.pop()
+            groups[-1].extend(tail)
+        return groups
+
+    def run(self, read: ReadFn, height: int, width: int,
+            progress: Callable[[int, int], None] | None = None) -> Iterator[Chunk]:
+        """Predict a scene; yield ``(row, col, probs (K, n, w), valid (n, w))`` chunks that
+        cover the scene exactly once: rows top to bottom within a strip, strips left to
+        right."""
+        groups = self.strips(width)
+        pred = self.predictor
+        if len(groups) == 1:
+            for row, probs, valid in pred.run(read, height, width, progress):
+                yield row, 0, probs, valid
+            return
+        t, k = pred.tile, pred.num_classes
+        weights = blend_weights(t, pred.overlap)
+        row_offsets = axis_offsets(height, t, t - pred.overlap)
+        bounds = [(g[0], g[-1] + t) for g in groups]
+        totals = [len(row_offsets) * len(g) for g in groups]
+        grand = sum(totals)
+        carry: _Carry | None = None
+        try:
+            for j, (group, (x0, x1)) in enumerate(zip(groups, bounds, strict=True)):
+                last = j == len(groups) - 1
+                left = (x0, bounds[j - 1][1]) if j > 0 else None  # zone with strip j-1
+                right = None if last else (bounds[j + 1][0], x1)  # zone with strip j+1
+                emit_end = x1 if last else bounds[j + 1][0]
+                nxt = None if right is None else _Carry(k + 1, right[1] - right[0],
+                                                         self.carry_dir)
+                done_before = sum(totals[:j])
+
+                def sub_read(window: Window, x0: int = x0) -> tuple[np.ndarray, np.ndarray]:
+                    return read(Window(int(window.col_off) + x0, int(window.row_off),
+                                       int(window.width), int(window.height)))
+
+                def sub_progress(done: int, total: int, base: int = done_before) -> None:
+                    if progress is not None:
+                        progress(base + done, grand)
+
+                try:
+                    for row, probs, valid in pred.run(sub_read, height, x1 - x0, sub_progress):
+                        n = probs.shape[1]
+                        rows = (row, row + n)
+                        if right is not None and nxt is not None:
+                            a, b = right[0] - x0, right[1] - x0
+                            ws = weight_sum(rows, right, row_offsets, group, weights)
+                            block = np.concatenate([probs[:, :, a:b], ws[None]], axis=0)
+                            nxt.write(row, np.moveaxis(block, 0, 1))
+                        out = probs[:, :, : emit_end - x0]
+                        if left is not None and carry is not None:
+                            zw = left[1] - left[0]
+                            prev = np.moveaxis(carry.read(row, n), 1, 0)  # (k + 1, n, zw)
+                            ws_prev = prev[k]
+                            ws_cur = weight_sum(rows, left, row_offsets, group, weights)
+                            total = ws_prev + ws_cur
+                            out = out.copy()
+                            out[:, :, :zw] = (prev[:k] * ws_prev + out[:, :, :zw] * ws_cur
+                                              ) / total
+                        yield row, x0, out, valid[:, : emit_end - x0]
+                finally:
+                    if carry is not None:
+                        carry.close()
+                    carry = nxt
+        finally:
+            if carry is not None:
+                carry.close()
