@@ -634,3 +634,26 @@ def test_loaded_checkpoint_round_trip(run_dir: Path) -> None:
     """The trained checkpoint used above predicts 3-band inputs with 6 classes."""
     ckpt = load_checkpoint(run_dir)
     assert ckpt.bands == 3 and [c.name for c in ckpt.classes] == ISPRS
+
+
+def test_cpu_threads_restored(tmp_path: Path) -> None:
+    """With several torch threads only the forward uses them; the count is restored."""
+    truth = blocks(30, 40)
+    scene = write_raster(tmp_path / "s.tif", colour_scene(truth))
+    seen: list[int] = []
+
+    class Spy(PixelModel):
+        def forward(self, x: torch.Tensor) -> SimpleNamespace:
+            seen.append(torch.get_num_threads())
+            return super().forward(x)
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = predict_scene(fake_checkpoint(Spy()), scene, tmp_path / "o.tif", tile=16,
+                            overlap=4).classes
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {2}
+    np.testing.assert_array_equal(read(out), truth)

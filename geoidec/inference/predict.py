@@ -36,7 +36,8 @@ import functools
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -250,6 +251,42 @@ def _window_reader(
     return read
 
 
+PredictFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@contextmanager
+def _threads_for_forward_only(device: torch.device) -> Iterator[Callable[[PredictFn],
+                                                                          PredictFn]]:
+    """On CPU, give the forward all torch threads and everything else one.
+
+    Yields a wrapper for the forward function. The blending, normalisation and slicing
+    between forwards are small tensor operations; with several OpenMP threads each pays a
+    thread synchronisation that, on a busy CPU, costs more than the operation itself
+    (measured on 2 shared cores: 8 ms instead of 0.04 ms of CPU for one window's weight sum).
+    The thread count is restored on exit.
+    """
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads <= 1:
+        yield lambda fn: fn
+        return
+
+    def wrap(fn: PredictFn) -> PredictFn:
+        def call(x: torch.Tensor) -> torch.Tensor:
+            torch.set_num_threads(threads)
+            try:
+                return fn(x)
+            finally:
+                torch.set_num_threads(1)
+
+        return call
+
+    torch.set_num_threads(1)
+    try:
+        yield wrap
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _check_outputs_free(paths: OutputPaths, overwrite: bool) -> None:
     if overwrite:
         return
@@ -378,7 +415,9 @@ def predict_scene(
         index = {n: i for i, n in enumerate(names)}
         lut = np.array([index.get(cl.name, 254) for cl in change_from.classes], dtype=np.uint8)
 
-    with SceneReader(Scene(name=scene_path.stem, image=scene_path, bands=bands)) as reader:
+    with _threads_for_forward_only(device) as wrap, SceneReader(
+            Scene(name=scene_path.stem, image=scene_path, bands=bands)) as reader:
+        predict_fn = wrap(predict_fn)
         height, width = reader.height, reader.width
         tile_, overlap_ = resolve_tiling(checkpoint, tile, overlap, height, width)
         sampler = None
@@ -392,7 +431,7 @@ def predict_scene(
         )
         geo = {"height": height, "width": width, "crs": crs,
                "transform": transform if crs is not None else None, "overwrite": overwrite}
-        provenance = {"geoidec_checkpoint": str(checkpoint.path),
+        provenance = {"geoidec_checkpoint": str(Path(checkpoint.path).resolve()),
                       "geoidec_step": str(checkpoint.meta.get("step", "")),
                       "geoidec_input": name}
         streams: list[RasterStream] = []
