@@ -241,6 +241,7 @@ class IncrementalRun:
             "tile_size": self.eval_tile,
             "overlap": self.config.eval.overlap,
             "resolution": profile["res"],
+            "dtype": profile["dtype"],
             "crs": profile["crs"],
             "eval_background": self.dataset.eval_background,
             "seed": self.config.train.seed,
@@ -549,7 +550,8 @@ def _pct(value: float | None) -> str:
 
 def _first_profile(path: Path) -> dict[str, Any]:
     with open_raster(path) as src:
-        return {"res": list(src.res), "crs": src.crs.to_string() if src.crs else None}
+        return {"res": list(src.res), "crs": src.crs.to_string() if src.crs else None,
+                "dtype": src.dtypes[0]}
 
 
 def train_run(
