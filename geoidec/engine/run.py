@@ -593,7 +593,9 @@ def train_run(
     run.prepare()
     if state is None:
         barrier()  # every process has checked the folder before rank 0 creates it
-        run.run_dir = prepare_run_dir(out, overwrite, create=run.writes)
+        # only rank 0 touches it now: another rank checking again could see rank 0's
+        # write probe and take the new folder for a non-empty old one
+        run.run_dir = prepare_run_dir(out, overwrite) if run.writes else Path(out)
         barrier()
     return run.run()
 
