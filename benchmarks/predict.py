@@ -101,7 +101,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, repeats: int) -> dict:
+def child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, repeats: int,
+          device_name: str = "cpu") -> dict:
     """In one fresh process: bare forward, the whole pipeline, bare forward again."""
     import torch
 
@@ -111,8 +112,18 @@ def child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, repeats: int
     from geoidec.engine.evaluate import model_reader, probability_fn
     from geoidec.inference.predict import predict_scene
 
+    device = torch.device(device_name)
     ckpt = load_checkpoint(ckpt_path)
-    predict = probability_fn(ckpt.model.eval(), torch.device("cpu"))
+    cuda = device.type == "cuda"
+    # the bare forward copies the batch from host memory each time, as the pipeline must
+    model_fn = probability_fn(ckpt.model.to(device).eval(), device, amp=cuda)
+
+    def predict(batch: torch.Tensor) -> torch.Tensor:
+        probs = model_fn(batch.to(device, non_blocking=cuda))
+        if cuda:
+            torch.cuda.synchronize()
+        return probs
+
     with SceneReader(Scene(name=scene.stem, image=scene)) as reader:
         windows = grid_windows(reader.height, reader.width, TILE, TILE - OVERLAP)[:batch_size]
         read = model_reader(reader, ckpt.normalization)
@@ -134,7 +145,8 @@ def child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, repeats: int
         total["n"] = n
 
     start, cpu = time.perf_counter(), time.process_time()
-    predict_scene(ckpt, scene, out, batch_size=batch_size, overwrite=True, progress=progress)
+    predict_scene(ckpt, scene, out, batch_size=batch_size, overwrite=True, progress=progress,
+                  device=device)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     rss = peak_rss_mb()
     after, cpu_after = forward()
@@ -162,6 +174,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--forward-batches", type=int, default=6,
                         help="bare-forward batches timed before and after the pipeline")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (AMP on CUDA)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--ckpt", type=Path, help=argparse.SUPPRESS)
@@ -170,7 +183,7 @@ def main() -> None:
 
     if args.child:
         print(json.dumps(child(args.scene, args.ckpt, args.out, args.batch_size,
-                               args.forward_batches)))
+                               args.forward_batches, args.device)))
         return
 
     import torch
@@ -178,7 +191,7 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     ckpt = make_checkpoint(args.workdir / "bench_step_0.pt")
     print(f"# predict benchmark: tile {TILE}, overlap {OVERLAP}, batch {args.batch_size}, "
-          f"mobilenet_v3_small/ASPP {ASPP}, {CLASSES} classes, CPU, "
+          f"mobilenet_v3_small/ASPP {ASPP}, {CLASSES} classes, {args.device}, "
           f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs")
     print("| scene (px) | windows | pipeline s | pipeline win/s | forward win/s (before/after) "
           "| ratio | pipeline CPU s/win | forward CPU s/win | CPU ratio | peak RSS (MiB) "
@@ -192,6 +205,7 @@ def main() -> None:
         res = run_child(["--child", "--scene", str(scene), "--ckpt", str(ckpt),
                          "--batch-size", str(args.batch_size),
                          "--forward-batches", str(args.forward_batches),
+                         "--device", args.device,
                          "--out", str(args.workdir / f"classes_{size}.tif")])
         rss.append(res["peak_rss_mb"])
         fwd = res["forward_win_per_s"]

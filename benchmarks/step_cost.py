@@ -37,17 +37,28 @@ def build_step(name: str, old, schedule, iterations: int):  # noqa: ANN001, ANN2
                         iterations, old_model=old)
     module.log = lambda *a, **k: None  # type: ignore[method-assign]
     module.log_dict = lambda *a, **k: None  # type: ignore[method-assign]
-    module.train()
+    module.to(next(old.parameters()).device).train()
     method.start_step(plan, old.num_classes)
     return module, torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
 
-def one_step(module, optimizer, batch, i: int) -> float:  # noqa: ANN001
+def one_step(module, optimizer, batch, i: int, scaler=None) -> float:  # noqa: ANN001
+    cuda = batch[0].is_cuda
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
-    loss = module.training_step(batch, i)
+    with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
+        loss = module.training_step(batch, i)
     optimizer.zero_grad()
-    loss.backward()
-    optimizer.step()
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    if cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -59,28 +70,35 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=128)
     parser.add_argument("--backbone", default="mobilenet_v3_small")
     parser.add_argument("--aspp", type=int, default=64)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, or cuda (native AMP, fp16 autocast + GradScaler, as training)")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.manual_seed(0)
     schedule = TaskSchedule.parse("4-1", ["a", "b", "c", "d", "e"])
-    old = build_model(args.backbone, [5], aspp_channels=args.aspp).eval()
+    old = build_model(args.backbone, [5], aspp_channels=args.aspp).to(device).eval()
     batches = [
         (torch.rand(args.batch_size, 3, args.tile, args.tile),
          torch.randint(0, 6, (args.batch_size, args.tile, args.tile)) * (torch.rand(1) > 0.1))
         for _ in range(args.iterations)
     ]
-    batches = [(x, torch.where(y == 5, y, torch.zeros_like(y))) for x, y in batches]
+    batches = [(x.to(device), torch.where(y == 5, y, torch.zeros_like(y)).to(device))
+               for x, y in batches]
     names = ("finetune", "mib", "plop", "idec")
     steps = {m: build_step(m, old, schedule, args.iterations) for m in names}
+    scalers = {m: torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+               for m in names}
     times: dict[str, list[float]] = {m: [] for m in names}
     # interleaved, rotating order: a busy machine slows every method alike
     for i, batch in enumerate(batches):
         for k in range(len(names)):
             name = names[(i + k) % len(names)]
-            times[name].append(one_step(*steps[name], batch, i))
+            times[name].append(one_step(*steps[name], batch, i, scalers[name]))
     results = {m: statistics.median(t[2:] or t) for m, t in times.items()}
     base = results["finetune"]
-    print(f"{args.backbone}, batch {args.batch_size} x {args.tile}^2, "
-          f"{torch.get_num_threads()} threads, step t=1")
+    where = (torch.cuda.get_device_name(device) + ", AMP fp16" if device.type == "cuda"
+             else f"CPU, {torch.get_num_threads()} threads")
+    print(f"{args.backbone}, batch {args.batch_size} x {args.tile}^2, {where}, step t=1")
     print("median over interleaved iterations (methods take turns on the same batches)")
     print("| method | s / iteration | x finetune |")
     print("|---|---:|---:|")

@@ -197,6 +197,12 @@ def main() -> None:
         typer.echo("geoidec: interrupted", err=True)
         sys.exit(130)
     except SystemExit as exc:
+        from geoidec.cli import STOPPED
+
+        if STOPPED["sigterm"]:  # predict unwound (typer turns the interrupt into exit 130)
+            typer.echo("geoidec: stopped by SIGTERM; nothing was left under a final name; run "
+                       "the same command again", err=True)
+            sys.exit(143)
         if type(exc).__name__ != "SIGTERMException":  # Lightning's, raised between batches
             raise
         typer.echo("geoidec: stopped by SIGTERM at an iteration boundary (saved); continue with "

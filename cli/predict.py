@@ -4,7 +4,8 @@ geoidec.inference)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,6 +26,30 @@ def progress_bar(description: str = "predicting"):  # noqa: ANN201 - rich types 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                     TimeRemainingColumn(), transient=False)
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM (a scheduler's or ``timeout``'s kill) unwinds like Ctrl-C while predicting, so
+    the partial outputs are removed before the process exits (status 143)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        from geoidec.cli import STOPPED
+
+        STOPPED["sigterm"] = True
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _window_progress(bar: Any, task: Any) -> Callable[[int, int], None]:
@@ -78,51 +103,64 @@ def predict(
     --out maps/` (resumes; writes maps/mosaic.vrt); `geoidec predict photo.jpg --model
     runs/demo --out photo.png`.
     """
-    from geoidec.data.base import DataError
-    from geoidec.engine.checkpoint import load_checkpoint
-    from geoidec.engine.run import resolve_device
-    from geoidec.inference.batch import find_scenes, is_batch, scene_output
+    with _sigterm_unwinds():
+        from geoidec.data.base import DataError
+        from geoidec.engine.checkpoint import load_checkpoint
+        from geoidec.engine.run import resolve_device
+        from geoidec.inference.batch import find_scenes, is_batch, scene_output
 
-    batch = is_batch([str(s) for s in scenes])
-    if not batch and not scenes[0].exists():
-        raise DataError(f"input not found: {scenes[0]}")
-    if batch:
-        if out is None:
-            raise DataError("several inputs need --out DIR (the output folder)")
-        if out.is_file():
-            raise DataError(f"--out {out} is a file; several inputs need an output folder")
-        found = find_scenes(scenes, out)
-    else:
-        out = out if out is not None else scene_output(scenes[0], scenes[0].parent)
-        if out.exists() and not overwrite:
-            raise DataError(f"{out} exists; pass --overwrite to replace it")
-    dev = resolve_device(device)
-    ckpt = load_checkpoint(model, map_location=dev)
-    old = load_checkpoint(change_from, map_location=dev) if change_from is not None else None
-    options = dict(tile=tile_size, overlap=overlap, batch_size=batch_size, device=dev,
-                   overwrite=overwrite, confidence=confidence, probabilities=probabilities,
-                   simplify=simplify, change_from=old, preview=preview)
-    names = ", ".join(c.name for c in ckpt.classes)
-    if batch:
-        _predict_batch(ckpt, found, out, vectors, options, quiet)
-        typer.echo(f"classes: {names}")
-        return
-    from geoidec.inference.predict import predict_scene
+        batch = is_batch([str(s) for s in scenes])
+        if not batch and not scenes[0].exists():
+            raise DataError(f"input not found: {scenes[0]}")
+        if batch:
+            if out is None:
+                raise DataError("several inputs need --out DIR (the output folder)")
+            if out.is_file():
+                raise DataError(f"--out {out} is a file; several inputs need an output folder")
+            found = find_scenes(scenes, out)
+        else:
+            out = out if out is not None else scene_output(scenes[0], scenes[0].parent)
+            if out.exists() and not overwrite:
+                raise DataError(f"{out} exists; pass --overwrite to replace it")
+        from geoidec.inference.distributed import PredictGroup
 
-    if quiet:
-        result = predict_scene(ckpt, scenes[0], out, vectors=vectors, **options)
-    else:
-        with progress_bar() as bar:
-            task = bar.add_task("predicting", total=None, rate="")
-            result = predict_scene(ckpt, scenes[0], out, vectors=vectors,
-                                   progress=_window_progress(bar, task), **options)
-    files = [p.name for p in result.paths.sidecars() + result.paths.requested()[1:]]
-    extra = f" (+ {', '.join(files)})" if files else ""
-    typer.echo(f"wrote {result.classes}{extra}; classes: {names}")
+        group = PredictGroup.from_env()  # torchrun/srun: the ranks share each scene by rows
+        dev = resolve_device(device)
+        if group is not None:
+            dev = group.device(dev)
+            quiet = quiet or not group.is_main
+            if not group.is_main:  # rank 0 alone warns and reports
+                import logging
+
+                logging.getLogger("geoidec").setLevel(logging.ERROR)
+        ckpt = load_checkpoint(model, map_location=dev)
+        old = load_checkpoint(change_from, map_location=dev) if change_from is not None else None
+        options = dict(tile=tile_size, overlap=overlap, batch_size=batch_size, device=dev,
+                       overwrite=overwrite, confidence=confidence, probabilities=probabilities,
+                       simplify=simplify, change_from=old, preview=preview, group=group)
+        say = typer.echo if group is None or group.is_main else (lambda *a, **k: None)
+        names = ", ".join(c.name for c in ckpt.classes)
+        if batch:
+            _predict_batch(ckpt, found, out, vectors, options, quiet, say)
+            say(f"classes: {names}")
+            return
+        from geoidec.inference.predict import predict_scene
+
+        if quiet:
+            result = predict_scene(ckpt, scenes[0], out, vectors=vectors, **options)
+        else:
+            with progress_bar() as bar:
+                task = bar.add_task("predicting", total=None, rate="")
+                result = predict_scene(ckpt, scenes[0], out, vectors=vectors,
+                                       progress=_window_progress(bar, task), **options)
+        files = [p.name for p in result.paths.sidecars() + result.paths.requested()[1:]]
+        extra = f" (+ {', '.join(files)})" if files else ""
+        say(f"wrote {result.classes}{extra}; classes: {names}")
 
 
 def _predict_batch(ckpt: Any, scenes: list[Path], out: Path, vectors: Path | None,
-                   options: dict[str, Any], quiet: bool) -> None:
+                   options: dict[str, Any], quiet: bool,
+                   say: Callable[[str], None] = typer.echo) -> None:
     """Predict ``scenes`` into the folder ``out`` and print a summary."""
     from geoidec.data.base import DataError
     from geoidec.inference.batch import predict_many
@@ -141,7 +179,7 @@ def _predict_batch(ckpt: Any, scenes: list[Path], out: Path, vectors: Path | Non
             result = predict_many(ckpt, scenes, out, vectors_dir=vectors, progress=progress,
                                   **options)
     mosaic = f"; mosaic: {result.mosaic}" if result.mosaic else ""
-    typer.echo(f"{len(result.predicted)} scene(s) predicted, {len(result.skipped)} done "
+    say(f"{len(result.predicted)} scene(s) predicted, {len(result.skipped)} done "
                f"already, {len(result.failed)} failed, into {out}{mosaic}")
     if result.failed:
         first, reason = result.failed[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import ModuleType
 
@@ -231,3 +232,33 @@ def test_reader_cache_closes_the_least_recently_used(fake_potsdam: Path) -> None
     assert first._image.closed is False
     cache.close()
     assert first._image.closed and not cache._open
+
+
+def test_plan_counts_chips_skipped_as_nodata(tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The log says how many candidates were skipped as mostly nodata and how many for
+    lacking the step's classes; with a left half of nodata and a right half of class 1,
+    every rejection is for nodata, and the counts add up to the draws."""
+    values = np.ones((48, 48), np.int32)
+    values[:, :24] = 0  # the label raster's nodata
+    path = tmp_path / "lab.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=48, height=48, count=1, dtype="int32",
+                       transform=Affine.identity(), nodata=0) as dst:
+        dst.write(values[None])
+    decoder = ValueDecoder(values=(1.0, 3.0, 6.0))
+    grid = build_class_grid(Scene(name="s", image=path, label=path), decoder, 4, block=16)
+    assert grid.counts(Window(0, 0, 48, 48))[-1] == 48 * 24
+    with caplog.at_level("INFO", logger="geoidec"):
+        chips = plan_chips([grid], [1], 20, 16, torch.Generator().manual_seed(0),
+                           min_valid_fraction=0.5)
+    assert len(chips) == 20
+    for _, win in chips:  # each accepted chip is at least half valid
+        assert int(win.col_off) + 16 - max(int(win.col_off), 24) >= 8
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("chips:")]
+    assert len(lines) == 1, lines
+    found = re.match(r"chips: (\d+) accepted of (\d+) drawn; (\d+) skipped as mostly nodata"
+                     r".*, (\d+) without enough", lines[0])
+    assert found, lines[0]
+    accepted, drawn, nodata, classes = (int(x) for x in found.groups())
+    assert (accepted, classes) == (20, 0)
+    assert nodata > 0 and accepted + nodata + classes == drawn

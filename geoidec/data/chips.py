@@ -134,6 +134,10 @@ def build_class_grid(
                      width=w, scene=scene, decoder=decoder)
 
 
+NODATA, CLASSES = "nodata", "classes"
+"""Why a candidate chip was rejected (counted in the log)."""
+
+
 def plan_chips(
     grids: Sequence[ClassGrid],
     classes: Sequence[int],
@@ -156,18 +160,21 @@ def plan_chips(
     wanted = list(classes)
     readers = ReaderCache()
 
-    def exact(s: int, win: Window, area: float, clean: bool) -> bool:
+    def exact(s: int, win: Window, area: float, clean: bool) -> str | None:
         grid = grids[s]
         if grid.scene is None or grid.decoder is None:
-            return True
+            return None
         reader = readers.get(s, grid.scene, grid.decoder)
         if clean:  # no ignored pixel near the chip: the label alone decides
             label = reader.read_label(win)
             valid = label != IGNORE_INDEX
         else:
             _, label, valid = reader.read(win)
-        return (valid.sum() / area >= min_valid_fraction
-                and np.isin(label, wanted).sum() / area >= min_class_fraction)
+        if valid.sum() / area < min_valid_fraction:
+            return NODATA
+        if np.isin(label, wanted).sum() / area < min_class_fraction:
+            return CLASSES
+        return None
 
     try:
         return _draw(grids, wanted, count, size, generator, min_class_fraction,
@@ -185,11 +192,19 @@ def _draw(
     min_class_fraction: float,
     min_valid_fraction: float,
     rounds: int,
-    exact: Callable[[int, Window, float, bool], bool],
+    exact: Callable[[int, Window, float, bool], str | None],
 ) -> list[tuple[int, Window]]:
     areas = torch.tensor([float(g.height * g.width) for g in grids])
     accepted: list[tuple[int, Window]] = []
     drawn = 0
+    rejected = {NODATA: 0, CLASSES: 0}
+
+    def report() -> None:
+        log.info("chips: %d accepted of %d drawn; %d skipped as mostly nodata or ignored "
+                 "(< %.0f%% valid), %d without enough of the step's classes (< %.1f%%)",
+                 len(accepted), drawn, rejected[NODATA], 100 * min_valid_fraction,
+                 rejected[CLASSES], 100 * min_class_fraction)
+
     for _ in range(rounds):
         draws = max(2 * (count - len(accepted)), len(grids))
         per_scene = torch.bincount(
@@ -213,16 +228,24 @@ def _draw(
             )
             # bounds from the cells fully inside (inner) and touched by (outer) the chip
             outer, inner = grid.counts(win, inner=False), grid.counts(win, inner=True)
-            if (outer[wanted].sum() / area < min_class_fraction
-                    or (inside - inner[-1]) / area < min_valid_fraction):
-                continue  # even the upper bounds fail
+            valid_bound = min(inside - inner[-1], float(outer[:-1].sum())) / area
+            if valid_bound < min_valid_fraction:
+                rejected[NODATA] += 1  # even the upper bound of valid pixels fails
+                continue
+            if outer[wanted].sum() / area < min_class_fraction:
+                rejected[CLASSES] += 1
+                continue
             sure = (inner[wanted].sum() / area >= min_class_fraction
                     and (inside - outer[-1]) / area >= min_valid_fraction)
-            if not sure and not exact(s, win, area, clean=outer[-1] == 0):
+            reason = None if sure else exact(s, win, area, outer[-1] == 0)
+            if reason is not None:
+                rejected[reason] += 1
                 continue
             accepted.append((s, win))
             if len(accepted) == count:
+                report()
                 return accepted
+    report()
     if not accepted:
         raise DataError(
             f"no training chip of {size} px contains the step's classes {wanted} "

@@ -34,6 +34,7 @@ from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import DataError
 from geoidec.engine.checkpoint import Checkpoint
 from geoidec.inference.checks import log
+from geoidec.inference.distributed import PredictGroup
 from geoidec.inference.predict import Prediction, output_paths, predict_scene
 from geoidec.inference.rat import rat_element
 from geoidec.inference.writers import write_qml
@@ -165,6 +166,7 @@ def predict_many(
     preview: bool = False,
     progress: Callable[[int, int, Path], Callable[[int, int], None] | None] | None = None,
     mosaic: bool = True,
+    group: PredictGroup | None = None,
 ) -> BatchResult:
     """Predict every scene into ``out_dir`` (resuming), then write ``out_dir/mosaic.vrt``.
 
@@ -176,6 +178,7 @@ def predict_many(
         progress: ``progress(index, n_scenes, scene)`` returns the per-window callback of
             that scene (or ``None``).
         mosaic: write the VRT mosaic.
+        group: processes sharing every scene by rows (torchrun); rank 0 writes the files.
         tile, overlap, batch_size, device, overwrite, confidence, probabilities, simplify,
         change_from, preview: as for :func:`~geoidec.inference.predict.predict_scene`.
 
@@ -207,14 +210,14 @@ def predict_many(
                 checkpoint, scene, out, tile=tile, overlap=overlap, batch_size=batch_size,
                 device=device, overwrite=redo, progress=callback, confidence=confidence,
                 probabilities=probabilities, vectors=vectors, simplify=simplify,
-                change_from=change_from, preview=preview)
+                change_from=change_from, preview=preview, group=group)
         except (DataError, FileExistsError) as exc:
             log.warning(f"{scene.name}: skipped: {exc}")
             result.failed.append((scene, str(exc)))
             continue
         result.predicted.append(prediction)
         result.outputs.append(prediction.classes)
-    if mosaic:
+    if mosaic and (group is None or group.is_main):
         tifs = [p for p in result.outputs if p.suffix == ".tif"]
         if tifs:
             names = [c.name for c in checkpoint.classes]

@@ -55,6 +55,12 @@ from geoidec.data.normalization import Normalization
 from geoidec.engine.checkpoint import Checkpoint
 from geoidec.engine.evaluate import probability_fn
 from geoidec.inference.checks import check_input, check_result, log, sample_values
+from geoidec.inference.distributed import (
+    PartFile,
+    PredictGroup,
+    merge_preview_rows,
+    read_part,
+)
 from geoidec.inference.preview import PreviewSampler, write_preview
 from geoidec.inference.sliding import SlidingWindowPredictor
 from geoidec.inference.strips import StripPredictor
@@ -329,6 +335,7 @@ def predict_scene(
     preview: bool = False,
     vector_band_rows: int = 1024,
     strip_width: int = STRIP_WIDTH,
+    group: PredictGroup | None = None,
 ) -> Prediction:
     """Sliding-window prediction of ``scene_path`` into ``out`` and the requested extras.
 
@@ -356,6 +363,8 @@ def predict_scene(
         vector_band_rows: rows polygonised at a time.
         strip_width: widest strip of windows predicted at a time (memory bound; see
             :mod:`geoidec.inference.strips`).
+        group: the processes predicting this scene together (launched by torchrun; see
+            :mod:`geoidec.inference.distributed`); rank 0 writes the outputs.
 
     Returns:
         A :class:`Prediction` (paths, class counts, warnings).
@@ -434,73 +443,203 @@ def predict_scene(
         provenance = {"geoidec_checkpoint": str(Path(checkpoint.path).resolve()),
                       "geoidec_step": str(checkpoint.meta.get("step", "")),
                       "geoidec_input": name}
-        streams: list[RasterStream] = []
-        nodata_pixels = 0
-        polygons = 0
+        main = group is None or group.is_main
+        sinks: _Sinks | None = None
+        part: PartFile | None = None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                classes = ClassRasterStream(paths.classes, class_names=names, colors=colors,
-                                            fmt=paths.fmt, tags=provenance, **geo)
-                streams.append(classes)
-                conf = probs_out = change = None
-                if paths.confidence is not None:
-                    conf = RasterStream(paths.confidence, descriptions=["confidence (%)"],
-                                        overview_resampling="average", tags=provenance, **geo)
-                    streams.append(conf)
-                if paths.probabilities is not None:
-                    probs_out = RasterStream(
-                        paths.probabilities, count=k, descriptions=names,
-                        overview_resampling="average", tags=provenance, **geo)
-                    streams.append(probs_out)
-                if paths.change is not None and change_from is not None:
-                    change = ClassRasterStream(
-                        paths.change, class_names=CHANGE_CLASSES, colors=CHANGE_COLORS,
-                        tags={**provenance, "geoidec_change_from": str(change_from.path)},
-                        **geo)
-                    streams.append(change)
+                if main:
+                    sinks = _Sinks(paths, names, colors, k, change_from, provenance, geo,
+                                   sampler)
                 read = _window_reader(reader, normalizations, sampler)
                 strips = StripPredictor(predictor, strip_width=strip_width,
                                         carry_dir=paths.classes.parent)
-                for row, col, probs, valid in strips.run(read, height, width, progress):
-                    invalid = ~valid
-                    nodata_pixels += int(invalid.sum())
-                    ours = probs[:k]
-                    labels = ours.argmax(axis=0).astype(np.uint8)
-                    labels[invalid] = IGNORE_INDEX
-                    classes.write(row, labels, col)
-                    if conf is not None:
-                        top = np.rint(ours.max(axis=0) * 100.0).astype(np.uint8)
-                        top[invalid] = IGNORE_INDEX
-                        conf.write(row, top, col)
-                    if probs_out is not None:
-                        pct = np.rint(ours * 100.0).astype(np.uint8)
-                        pct[:, invalid] = IGNORE_INDEX
-                        probs_out.write(row, pct, col)
-                    if change is not None and lut is not None:
-                        old = lut[probs[k:].argmax(axis=0)]
-                        changed = (old != labels).astype(np.uint8)
-                        changed[invalid] = IGNORE_INDEX
-                        change.write(row, changed, col)
-                    if sampler is not None:
-                        sampler.add_labels(row, labels, col)
-                for stream in streams:
-                    stream.finish()
-                if paths.vectors is not None:
-                    _, polygons = polygonize_class_raster(
-                        classes.converted, paths.vectors, names, simplify=simplify,
-                        band_rows=vector_band_rows, overwrite=overwrite, nodata=IGNORE_INDEX)
-                if paths.preview is not None and sampler is not None:
-                    write_preview(paths.preview, sampler, names, colors, title=name,
-                                  overwrite=overwrite)
-                for stream in streams[1:]:
-                    stream.commit()
-                classes.commit()  # last: its presence marks the scene as done
+                rows = None if group is None else group.rows(height)
+                chunks = strips.run(read, height, width, progress, rows=rows)
+
+                def complete() -> int:
+                    """Finish and commit every output (rank 0); the polygon count."""
+                    assert sinks is not None
+                    count = 0
+                    sinks.finish()
+                    if paths.vectors is not None:
+                        _, count = polygonize_class_raster(
+                            sinks.classes.converted, paths.vectors, names, simplify=simplify,
+                            band_rows=vector_band_rows, overwrite=overwrite,
+                            nodata=IGNORE_INDEX)
+                    if paths.preview is not None and sampler is not None:
+                        write_preview(paths.preview, sampler, names, colors, title=name,
+                                      overwrite=overwrite)
+                    sinks.commit()
+                    return count
+
+                if group is None:
+                    assert sinks is not None
+                    for row, col, probs, valid in chunks:
+                        sinks.write(row, col, _layers(probs, valid, k, lut, paths))
+                    polygons = complete()
+                else:
+                    part = _predict_part(group, chunks, paths, rows, width, k, lut)
+                    polygons = _merge_and_complete(group, sinks, paths.classes, height,
+                                                   sampler, complete)
         except BaseException:
-            for stream in streams:
-                stream.abort()
+            if sinks is not None:
+                sinks.abort()
+            if part is not None:
+                part.remove()
             raise
-    counts = classes.counts[:k].tolist()
-    messages += check_result(counts, nodata_pixels, height * width, names, name)
+    if sinks is None:  # another rank wrote the outputs
+        return Prediction(paths=paths, height=height, width=width, counts=[],
+                          nodata_pixels=0, polygons=0, warnings=messages)
+    counts = sinks.classes.counts[:k].tolist()
+    messages += check_result(counts, sinks.nodata_pixels, height * width, names, name)
     return Prediction(paths=paths, height=height, width=width, counts=counts,
-                      nodata_pixels=nodata_pixels, polygons=polygons, warnings=messages)
+                      nodata_pixels=sinks.nodata_pixels, polygons=polygons, warnings=messages)
+
+
+def _layers(probs: np.ndarray, valid: np.ndarray, k: int, lut: np.ndarray | None,
+            paths: OutputPaths) -> np.ndarray:
+    """The uint8 output layers of one blended chunk ``probs`` (K [+ K_old], n, w): the class
+    map, then the confidence, the k probability bands and the change map when requested
+    (255 where ``valid`` is False)."""
+    invalid = ~valid
+    ours = probs[:k]
+    labels = ours.argmax(axis=0).astype(np.uint8)
+    layers = [labels[None]]
+    if paths.confidence is not None:
+        layers.append(np.rint(ours.max(axis=0) * 100.0).astype(np.uint8)[None])
+    if paths.probabilities is not None:
+        layers.append(np.rint(ours * 100.0).astype(np.uint8))
+    if paths.change is not None and lut is not None:
+        old = lut[probs[k:].argmax(axis=0)]
+        layers.append((old != labels).astype(np.uint8)[None])
+    out = np.concatenate(layers) if len(layers) > 1 else layers[0]
+    out[:, invalid] = IGNORE_INDEX
+    return out
+
+
+def _layer_count(paths: OutputPaths, k: int) -> int:
+    return (1 + (paths.confidence is not None) + (k if paths.probabilities is not None else 0)
+            + (paths.change is not None))
+
+
+class _Sinks:
+    """The final output streams of one prediction, fed with :func:`_layers` chunks."""
+
+    def __init__(self, paths: OutputPaths, names: list[str], colors: list, k: int,
+                 change_from: Checkpoint | None, provenance: dict[str, str],
+                 geo: dict, sampler: PreviewSampler | None) -> None:
+        self.k, self.sampler = k, sampler
+        self.nodata_pixels = 0
+        self.conf = self.probs = self.change = None
+        self.streams: list[RasterStream] = []
+        self.classes = ClassRasterStream(paths.classes, class_names=names, colors=colors,
+                                         fmt=paths.fmt, tags=provenance, **geo)
+        self.streams.append(self.classes)
+        if paths.confidence is not None:
+            self.conf = RasterStream(paths.confidence, descriptions=["confidence (%)"],
+                                     overview_resampling="average", tags=provenance, **geo)
+            self.streams.append(self.conf)
+        if paths.probabilities is not None:
+            self.probs = RasterStream(paths.probabilities, count=k, descriptions=names,
+                                      overview_resampling="average", tags=provenance, **geo)
+            self.streams.append(self.probs)
+        if paths.change is not None and change_from is not None:
+            self.change = ClassRasterStream(
+                paths.change, class_names=CHANGE_CLASSES, colors=CHANGE_COLORS,
+                tags={**provenance, "geoidec_change_from": str(change_from.path)}, **geo)
+            self.streams.append(self.change)
+
+    def write(self, row: int, col: int, layers: np.ndarray) -> None:
+        """Write one chunk of :func:`_layers` at scene ``(row, col)``."""
+        labels = layers[0]
+        self.nodata_pixels += int((labels == IGNORE_INDEX).sum())
+        self.classes.write(row, labels, col)
+        i = 1
+        if self.conf is not None:
+            self.conf.write(row, layers[i], col)
+            i += 1
+        if self.probs is not None:
+            self.probs.write(row, layers[i : i + self.k], col)
+            i += self.k
+        if self.change is not None:
+            self.change.write(row, layers[i], col)
+        if self.sampler is not None:
+            self.sampler.add_labels(row, labels, col)
+
+    def finish(self) -> None:
+        for stream in self.streams:
+            stream.finish()
+
+    def commit(self) -> None:
+        for stream in self.streams[1:]:
+            stream.commit()
+        self.classes.commit()  # last: its presence marks the scene as done
+
+    def abort(self) -> None:
+        for stream in self.streams:
+            stream.abort()
+
+
+def _predict_part(group: PredictGroup, chunks: Iterator[tuple[int, int, np.ndarray,
+                                                                 np.ndarray]],
+                  paths: OutputPaths, rows: tuple[int, int] | None, width: int, k: int,
+                  lut: np.ndarray | None) -> PartFile:
+    """This rank's rows into its part file; raises (on every rank) if any rank failed."""
+    assert rows is not None
+    part = None
+    error: BaseException | None = None
+    try:
+        part = PartFile(group.part_path(paths.classes), rows, width, _layer_count(paths, k))
+        for row, col, probs, valid in chunks:
+            part.write(row, col, _layers(probs, valid, k, lut, paths))
+        part.close()
+    except Exception as exc:  # noqa: BLE001 - reported to every rank below
+        error = exc
+    errors = group.gather_errors(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        if part is not None:
+            part.remove()
+        raise error
+    failed = [(r, e) for r, e in enumerate(errors) if e is not None]
+    if failed:
+        if part is not None:
+            part.remove()
+        r, e = failed[0]
+        raise DataError(f"prediction rank {r} failed: {e}")
+    assert part is not None
+    return part
+
+
+def _merge_and_complete(group: PredictGroup, sinks: _Sinks | None, out: Path, height: int,
+                        sampler: PreviewSampler | None, complete: Callable[[], int]) -> int:
+    """After every rank wrote its part: rank 0 streams the parts, in row order, into the
+    final outputs and completes them; every rank learns whether that worked. Part files are
+    removed either way. Returns the polygon count (0 on the other ranks)."""
+    shares = group.gather_to_main(
+        (*group.rows(height), sampler.image, sampler.valid) if sampler is not None else None)
+    error: BaseException | None = None
+    polygons = 0
+    if sinks is not None:
+        try:
+            if sampler is not None and shares:
+                merge_preview_rows(sampler, [s for s in shares[1:] if s is not None],
+                                   sampler.step)
+            for r in range(group.world):
+                y0, y1 = group.rows(height, r)
+                if y1 > y0:
+                    for row, col, layers in read_part(group.part_path(out, r), y0):
+                        sinks.write(row, col, layers)
+            polygons = complete()
+        except BaseException as exc:  # noqa: BLE001 - reported to every rank, then raised
+            error = exc
+        finally:
+            for r in range(group.world):
+                group.part_path(out, r).unlink(missing_ok=True)
+    errors = group.gather_errors(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    if errors[0] is not None:
+        raise DataError(f"prediction rank 0 failed writing the outputs: {errors[0]}")
+    return polygons

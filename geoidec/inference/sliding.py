@@ -107,9 +107,15 @@ class SlidingWindowPredictor:
         self.device = torch.device(device)
         self._weights = torch.from_numpy(blend_weights(tile, overlap)).to(self.device)
 
-    def windows(self, height: int, width: int) -> list[Window]:
-        """Windows used for a ``height`` x ``width`` scene, in processing order."""
-        return grid_windows(height, width, self.tile, self.tile - self.overlap)
+    def windows(self, height: int, width: int,
+                rows: tuple[int, int] | None = None) -> list[Window]:
+        """Windows used for a ``height`` x ``width`` scene, in processing order; with
+        ``rows=(y0, y1)`` only those that cover a row of ``[y0, y1)``."""
+        windows = grid_windows(height, width, self.tile, self.tile - self.overlap)
+        if rows is None:
+            return windows
+        y0, y1 = rows
+        return [w for w in windows if int(w.row_off) < y1 and int(w.row_off) + self.tile > y0]
 
     def _read_batch(self, read: ReadFn, windows: list[Window]) -> Batch:
         """Read and stack ``windows`` (runs in the prefetch thread)."""
@@ -138,6 +144,7 @@ class SlidingWindowPredictor:
         height: int,
         width: int,
         progress: Callable[[int, int], None] | None = None,
+        rows: tuple[int, int] | None = None,
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Predict a scene and yield finished row bands top to bottom.
 
@@ -149,6 +156,10 @@ class SlidingWindowPredictor:
             height: scene rows.
             width: scene columns.
             progress: called as ``progress(done_windows, total_windows)`` after each batch.
+            rows: only the scene rows ``[y0, y1)`` (one rank's share of a scene): the
+                windows covering any of them are run, and only those rows are yielded.
+                Every window that covers a yielded row is run, in the scene's order, so the
+                rows are the same, bit for bit, as those of a run over the whole scene.
 
         Yields:
             ``(row_start, probs, valid)``: ``probs`` ``(K, n, width)`` float32, the
@@ -158,23 +169,29 @@ class SlidingWindowPredictor:
             this equals any other choice there, and padding never leaks in. The bands
             cover ``[0, height)`` exactly once, in order, each at most ``tile`` rows high.
         """
-        windows = self.windows(height, width)
+        y0, y1 = (0, height) if rows is None else (max(0, rows[0]), min(height, rows[1]))
+        windows = self.windows(height, width, None if rows is None else (y0, y1))
         total = len(windows)
         t, k = self.tile, self.num_classes
         band_width = max(width, t)  # a scene narrower than the tile still gets full windows
         acc = torch.zeros((k, t, band_width), dtype=torch.float32, device=self.device)
         wsum = torch.zeros((t, band_width), dtype=torch.float32, device=self.device)
         vand = torch.ones((t, band_width), dtype=torch.bool, device=self.device)
-        top = 0  # scene row of the accumulator's first row
+        # scene row of the accumulator's first row (rows above y0 are run but not yielded)
+        top = int(windows[0].row_off) if windows else y0
         batches = [windows[i : i + self.batch_size] for i in range(0, total, self.batch_size)]
 
-        def flush(stop: int) -> tuple[int, np.ndarray, np.ndarray]:
-            """Return finished rows [top, stop) and slide the band down to ``stop``."""
+        def flush(stop: int) -> tuple[int, np.ndarray, np.ndarray] | None:
+            """Return finished rows [top, stop) within [y0, y1) and slide the band down to
+            ``stop``."""
             nonlocal top
             n = stop - top
-            probs = (acc[:, :n, :width] / wsum[:n, :width]).cpu().numpy()
-            valid = vand[:n, :width].cpu().numpy().copy()  # the band is reused below
-            out = (top, probs, valid)
+            a, b = min(max(y0 - top, 0), n), min(max(y1 - top, 0), n)
+            out = None
+            if a < b:
+                probs = (acc[:, a:b, :width] / wsum[a:b, :width]).cpu().numpy()
+                valid = vand[a:b, :width].cpu().numpy().copy()  # the band is reused below
+                out = (top + a, probs, valid)
             # Slide the band: rows [n, t) move up, freed rows at the bottom reset.
             acc[:, : t - n] = acc[:, n:].clone()
             wsum[: t - n] = wsum[n:].clone()
@@ -211,17 +228,21 @@ class SlidingWindowPredictor:
                         r0, c0 = int(window.row_off), int(window.col_off)
                         if r0 > top:
                             # Windows come row-major: nothing later touches rows above r0.
-                            yield flush(min(r0, height))
-                        rows = slice(r0 - top, r0 - top + t)
+                            band = flush(min(r0, height))
+                            if band is not None:
+                                yield band
+                        band_rows = slice(r0 - top, r0 - top + t)
                         cols = slice(c0, c0 + t)
-                        acc[:, rows, cols] += probs[i] * self._weights
-                        wsum[rows, cols] += self._weights
-                        vand[rows, cols] &= v[i]
+                        acc[:, band_rows, cols] += probs[i] * self._weights
+                        wsum[band_rows, cols] += self._weights
+                        vand[band_rows, cols] &= v[i]
                     done += len(batch)
                     if progress is not None:
                         progress(done, total)
-                while top < height:
-                    yield flush(min(top + t, height))
+                while top < min(y1, height):
+                    band = flush(min(top + t, height))
+                    if band is not None:
+                        yield band
             finally:
                 if pending is not None:
                     pending.cancel()

@@ -129,19 +129,23 @@ class StripPredictor:
         return groups
 
     def run(self, read: ReadFn, height: int, width: int,
-            progress: Callable[[int, int], None] | None = None) -> Iterator[Chunk]:
+            progress: Callable[[int, int], None] | None = None,
+            rows: tuple[int, int] | None = None) -> Iterator[Chunk]:
         """Predict a scene; yield ``(row, col, probs (K, n, w), valid (n, w))`` chunks that
-        cover the scene exactly once: rows top to bottom within a strip, strips left to
-        right."""
+        cover the scene (or its rows ``rows=(y0, y1)``, see
+        :meth:`SlidingWindowPredictor.run`) exactly once: rows top to bottom within a strip,
+        strips left to right."""
         groups = self.strips(width)
         pred = self.predictor
         if len(groups) == 1:
-            for row, probs, valid in pred.run(read, height, width, progress):
+            for row, probs, valid in pred.run(read, height, width, progress, rows=rows):
                 yield row, 0, probs, valid
             return
         t, k = pred.tile, pred.num_classes
         weights = blend_weights(t, pred.overlap)
         row_offsets = axis_offsets(height, t, t - pred.overlap)
+        if rows is not None:  # the window rows this share runs (progress totals)
+            row_offsets = [r for r in row_offsets if r < rows[1] and r + t > rows[0]]
         bounds = [(g[0], g[-1] + t) for g in groups]
         totals = [len(row_offsets) * len(g) for g in groups]
         grand = sum(totals)
@@ -165,12 +169,13 @@ class StripPredictor:
                         progress(base + done, grand)
 
                 try:
-                    for row, probs, valid in pred.run(sub_read, height, x1 - x0, sub_progress):
+                    for row, probs, valid in pred.run(sub_read, height, x1 - x0, sub_progress,
+                                                      rows=rows):
                         n = probs.shape[1]
-                        rows = (row, row + n)
+                        span = (row, row + n)
                         if right is not None and nxt is not None:
                             a, b = right[0] - x0, right[1] - x0
-                            ws = weight_sum(rows, right, row_offsets, group, weights)
+                            ws = weight_sum(span, right, row_offsets, group, weights)
                             block = np.concatenate([probs[:, :, a:b], ws[None]], axis=0)
                             nxt.write(row, np.moveaxis(block, 0, 1))
                         out = probs[:, :, : emit_end - x0]
@@ -178,7 +183,7 @@ class StripPredictor:
                             zw = left[1] - left[0]
                             prev = np.moveaxis(carry.read(row, n), 1, 0)  # (k + 1, n, zw)
                             ws_prev = prev[k]
-                            ws_cur = weight_sum(rows, left, row_offsets, group, weights)
+                            ws_cur = weight_sum(span, left, row_offsets, group, weights)
                             total = ws_prev + ws_cur
                             out = out.copy()
                             out[:, :, :zw] = (prev[:k] * ws_prev + out[:, :, :zw] * ws_cur

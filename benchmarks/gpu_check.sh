@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# CUDA / AMP / NCCL checks of geoidec on a machine with one GPU (not part of CI).
+#
+#     bash benchmarks/gpu_check.sh OUTDIR [tests|train|bench|all]
+#
+# tests: the suite with a GPU visible (code that picks CUDA automatically runs on it)
+# train: sample -> 4-1 finetune + idec on CUDA (AMP), a one-process torchrun (NCCL, DDP
+#        strategy) run, evaluate, predict on CUDA vs CPU (agreement of the two class maps)
+# bench: benchmarks/step_cost.py and benchmarks/predict.py on CUDA
+set -uo pipefail
+OUT=${1:?usage: gpu_check.sh OUTDIR [tests|train|bench|all]}
+WHAT=${2:-all}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+W=$(mktemp -d)
+stamp() { echo "== $(date +%T) $*"; }
+
+stamp environment
+nvidia-smi -L
+$PY -c "import torch, torchgeo, rasterio, kornia, lightning; print('torch', torch.__version__, \
+'cuda', torch.version.cuda, torch.cuda.get_device_name(0), '| torchgeo', torchgeo.__version__, \
+'| rasterio', rasterio.__version__, '| kornia', kornia.__version__, '| lightning', \
+lightning.__version__)"
+
+if [[ $WHAT == tests || $WHAT == all ]]; then
+    stamp "test suite with CUDA visible"
+    $PY -m pytest -q -p no:cacheprovider -n 8 tests 2>&1 | tail -40
+fi
+
+if [[ $WHAT == train || $WHAT == all ]]; then
+    G="$PY -m geoidec.cli.main"
+    stamp sample
+    $G samples isprs --out "$W/sample" --size 384 --resolution 0.1
+    stamp "finetune 4-1 on cuda (precision auto = 16-mixed)"
+    /usr/bin/time -f "%e s wall" $G train isprs --root "$W/sample" --steps 4-1 --preset cpu \
+        --device cuda --out "$W/ft" --quiet
+    stamp "idec 4-1 on cuda, sharing step 0"
+    /usr/bin/time -f "%e s wall" $G train isprs --root "$W/sample" --steps 4-1 --preset cpu \
+        --device cuda --method idec --step0-from "$W/ft" --out "$W/idec" --quiet
+    stamp "idec 4-1 on cuda through torchrun (1 process: NCCL, DDP strategy, rank-0 writes)"
+    $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m geoidec.cli.main train \
+        isprs --root "$W/sample" --steps 4-1 --preset cpu --device cuda --method idec \
+        --step0-from "$W/ft" --out "$W/idec-ddp" --quiet --iterations 100
+    stamp compare
+    $G compare "$W/ft" "$W/idec" "$W/idec-ddp"
+    stamp "evaluate step 1 on cuda"
+    $G evaluate "$W/idec" --step 1 --device cuda
+    stamp "predict on cuda and on cpu"
+    scene=$(ls "$W"/sample/2_Ortho_RGB/*.tif | head -1)
+    $G predict "$scene" --model "$W/idec" --out "$W/cuda.tif" \
+        --device cuda --confidence --preview
+    $G predict "$scene" --model "$W/idec" --out "$W/cpu.tif" \
+        --device cpu
+    $PY - "$W/cuda.tif" "$W/cpu.tif" <<'EOF'
+import sys
+
+import numpy as np
+import rasterio
+
+with rasterio.open(sys.argv[1]) as a, rasterio.open(sys.argv[2]) as b:
+    x, y = a.read(1), b.read(1)
+    same = a.crs == b.crs and a.transform == b.transform and a.shape == b.shape
+    print(f"cuda vs cpu class maps: same grid {same}, pixels agreeing "
+          f"{100 * (x == y).mean():.3f}%, colormap {bool(a.colormap(1))}")
+EOF
+    cp "$W/idec/report.md" "$OUT/idec_report.md" 2>/dev/null
+fi
+
+if [[ $WHAT == bench || $WHAT == all ]]; then
+    stamp "step cost on cuda"
+    $PY benchmarks/step_cost.py --device cuda --iterations 40
+    $PY benchmarks/step_cost.py --device cuda --iterations 40 --backbone resnet101 --aspp 256 \
+        --tile 512 --batch-size 12
+    stamp "predict benchmark on cuda"
+    $PY benchmarks/predict.py --device cuda --sizes 2000 8000 --workdir "$W/bench" \
+        --batch-size 32
+fi
+stamp done

@@ -1,0 +1,226 @@
+"""Prediction that survives scale and interruption: one scene shared by several processes
+(torchrun, disjoint row bands, one output identical to a single process), and a prediction
+killed mid-scene that leaves nothing under a final name and simply runs again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+import torch.nn.functional as F
+from affine import Affine
+from conftest import run_main
+
+from geoidec.data.normalization import Normalization
+from geoidec.engine.checkpoint import save_checkpoint
+from geoidec.inference.sliding import SlidingWindowPredictor
+from geoidec.inference.strips import StripPredictor
+from geoidec.models import build_model
+
+NAMES = ["background", "field", "roof", "water"]
+TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 5000000.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _scene(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
+    """3-band uint8 GeoTIFF of blocky colours with a nodata (0) corner."""
+    rng = np.random.default_rng(seed)
+    h, w = size
+    blocks = rng.integers(1, 255, (3, h // 16 + 1, w // 16 + 1), dtype=np.uint8)
+    data = np.repeat(np.repeat(blocks, 16, axis=1), 16, axis=2)[:, :h, :w].copy()
+    data[:, :20, :30] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=3,
+                           dtype="uint8", crs="EPSG:32633", transform=TRANSFORM, nodata=0,
+                           tiled=True, blockxsize=64, blockysize=64) as dst:
+            dst.write(data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained tiny DeepLabV3 (random weights give varied maps), tile 64, overlap 16."""
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v3_small", [len(NAMES)], in_channels=3, aspp_channels=16)
+    with torch.no_grad():  # an untrained map is one class: calibrate it into a varied one
+        model.train()
+        for _ in range(20):  # BatchNorm statistics of standardised inputs
+            model((torch.rand(4, 3, 64, 64) - 0.45) / 0.25)
+        model.eval()
+        model.classifier[0].weight.mul_(1000.0)
+        mean = model((torch.rand(8, 3, 64, 64) - 0.45) / 0.25).logits.mean((0, 2, 3))
+        model.classifier[0].bias.sub_(mean)  # centred logits: every class wins somewhere
+    norm = Normalization(low=(0.0,) * 3, high=(255.0,) * 3, mean=(0.45,) * 3,
+                         std=(0.25,) * 3)
+    meta = {"step": 0, "step_classes": NAMES[1:], "bands": 3, "band_names": ["r", "g", "b"],
+            "rgb_bands": [0, 1, 2], "normalization": norm.to_dict(), "tile_size": 64,
+            "overlap": 16, "resolution": [0.5, 0.5], "crs": "EPSG:32633",
+            "classes": [{"index": i, "name": n, "color": [60 * i, 200 - 50 * i, 90]}
+                        for i, n in enumerate(NAMES)]}
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "step_0.pt", model.eval(), meta)
+
+
+# ------------------------------------------------------------------- row shares
+def _local_probs(x: torch.Tensor) -> torch.Tensor:
+    """A 5x5 receptive field: the blend of neighbouring windows matters."""
+    return torch.softmax(F.avg_pool2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), 5, 1) * 9,
+                         dim=1)
+
+
+@pytest.mark.parametrize("strip_width", [10_000, 100])
+def test_row_shares_are_the_whole_scene_bit_for_bit(strip_width: int) -> None:
+    """Rows [y0, y1) of a share equal the same rows of one run over the whole scene (exact
+    equality: each pixel is blended from the same windows in the same order)."""
+    rng = np.random.default_rng(1)
+    h, w = 157, 203
+    image = rng.random((3, h, w), dtype=np.float32)
+
+    def read(window):  # noqa: ANN001, ANN202
+        r, c = int(window.row_off), int(window.col_off)
+        return image[:, r : r + 32, c : c + 32], np.ones((32, 32), bool)
+
+    def run(rows: tuple[int, int] | None) -> tuple[np.ndarray, list[int]]:
+        pred = SlidingWindowPredictor(_local_probs, num_classes=3, tile=32, overlap=12,
+                                      batch_size=5)
+        out = np.full((3, h, w), np.nan, np.float32)
+        seen = []
+        for row, col, probs, valid in StripPredictor(pred, strip_width=strip_width).run(
+                read, h, w, rows=rows):
+            assert valid.all()
+            out[:, row : row + probs.shape[1], col : col + probs.shape[2]] = probs
+            seen.extend(range(row, row + probs.shape[1]))
+        return out, seen
+
+    whole, _ = run(None)
+    assert not np.isnan(whole).any()
+    for world in (2, 3, 7):
+        bounds = [r * h // world for r in range(world + 1)]
+        merged = np.full_like(whole, np.nan)
+        for y0, y1 in zip(bounds[:-1], bounds[1:], strict=True):
+            part, seen = run((y0, y1))
+            assert set(seen) == set(range(y0, y1)), (world, y0, y1)
+            merged[:, y0:y1] = part[:, y0:y1]
+            assert np.isnan(part[:, :y0]).all() and np.isnan(part[:, y1:]).all()
+        np.testing.assert_array_equal(merged, whole)
+
+
+# --------------------------------------------------------- torchrun, one output
+def _read_all(path: Path) -> tuple[np.ndarray, dict]:
+    with rasterio.open(path) as src:
+        info = {"crs": src.crs, "transform": src.transform, "nodata": src.nodata,
+                "dtype": src.dtypes, "descriptions": src.descriptions,
+                "overviews": src.overviews(1), "tags": src.tags(1),
+                "colormap": src.colormap(1) if path.name.endswith("classes.tif") else None}
+        return src.read(), info
+
+
+def test_torchrun_shares_one_scene_into_one_identical_output(checkpoint: Path,
+                                                             tmp_path: Path) -> None:
+    scene = _scene(tmp_path / "scene.tif", (300, 260))
+    extras = ["--confidence", "--probabilities", "--preview", "--quiet"]
+    single = tmp_path / "single" / "scene_classes.tif"
+    outcome = run_main(["predict", scene, "--model", checkpoint, "--out", single,
+                        "--device", "cpu", *extras], pytest.MonkeyPatch())
+    assert outcome.code == 0, outcome.stderr[-2000:]
+
+    shared = tmp_path / "shared" / "scene_classes.tif"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("GEOIDEC_DEBUG", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "3",
+         "--master_port", str(_free_port()), "-m", "geoidec.cli.main", "predict", str(scene),
+         "--model", str(checkpoint), "--out", str(shared), "--device", "cpu", *extras],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("wrote ") == 1, proc.stdout  # rank 0 alone reports
+
+    for name in ("scene_classes.tif", "scene_classes_confidence.tif",
+                 "scene_classes_probabilities.tif"):
+        a, info_a = _read_all(single.parent / name)
+        b, info_b = _read_all(shared.parent / name)
+        np.testing.assert_array_equal(a, b, err_msg=name)
+        info_a["tags"].pop("geoidec_checkpoint", None)
+        info_b["tags"].pop("geoidec_checkpoint", None)
+        assert info_a == info_b, name
+    classes, _ = _read_all(shared)
+    assert len(np.unique(classes[0][classes[0] != 255])) > 1  # a real map, not constant
+    assert (classes[0][:20, :30] == 255).all()  # nodata corner kept
+    assert sorted(p.name for p in shared.parent.iterdir()) == sorted(
+        p.name for p in single.parent.iterdir())  # same files, no hidden part left
+    assert not [p for p in shared.parent.iterdir() if p.name.startswith(".")]
+
+
+# ------------------------------------------------------------ killed mid-scene
+def _start_predict(checkpoint: Path, scene: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("GEOIDEC_DEBUG", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "geoidec.cli.main", "predict", str(scene), "--model",
+         str(checkpoint), "--out", str(out), "--device", "cpu", "--batch-size", "1",
+         "--confidence", "--quiet"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert path.exists(), f"prediction ended before {path.name} appeared"
+
+
+@pytest.fixture(scope="module")
+def large_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Large enough (about 700 windows of 64 px) to be killed mid-scene."""
+    return _scene(tmp_path_factory.mktemp("large") / "large.tif", (1200, 1000), seed=3)
+
+
+def test_sigkill_mid_scene_leaves_no_final_output_and_a_rerun_completes(
+        checkpoint: Path, large_scene: Path, tmp_path: Path) -> None:
+    out = tmp_path / "maps" / "large_classes.tif"
+    proc = _start_predict(checkpoint, large_scene, out)
+    _wait_for(out.with_name(f".{out.name}.partial.tif"), proc)
+    time.sleep(0.5)  # some windows written into the partial file
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not out.exists() and not out.with_name("large_classes_confidence.tif").exists()
+
+    rerun = run_main(["predict", large_scene, "--model", checkpoint, "--out", out,
+                      "--device", "cpu", "--confidence", "--quiet"], pytest.MonkeyPatch())
+    assert rerun.code == 0, rerun.stderr[-2000:]
+    with rasterio.open(out) as src:
+        assert (src.height, src.width) == (1200, 1000)
+        assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        labels = src.read(1)
+    assert (labels[:20, :30] == 255).all() and (labels[20:] != 255).all()
+    assert not [p.name for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_sigterm_mid_scene_removes_partial_outputs(checkpoint: Path, large_scene: Path,
+                                                   tmp_path: Path) -> None:
+    out = tmp_path / "maps" / "large_classes.tif"
+    proc = _start_predict(checkpoint, large_scene, out)
+    _wait_for(out.with_name(f".{out.name}.partial.tif"), proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    assert "stopped by SIGTERM" in stderr.strip().splitlines()[-1]
+    assert list(out.parent.iterdir()) == []  # nothing final, nothing partial
