@@ -7,6 +7,7 @@
 # train: sample -> 4-1 finetune + idec on CUDA (AMP), a one-process torchrun (NCCL, DDP
 #        strategy) run, evaluate, predict on CUDA vs CPU (agreement of the two class maps)
 # bench: benchmarks/step_cost.py and benchmarks/predict.py on CUDA
+# shared: one scene predicted by 2 torchrun processes on the GPU vs one process
 set -uo pipefail
 OUT=${1:?usage: gpu_check.sh OUTDIR [tests|train|bench|all]}
 WHAT=${2:-all}
@@ -75,5 +76,31 @@ if [[ $WHAT == bench || $WHAT == all ]]; then
     stamp "predict benchmark on cuda"
     $PY benchmarks/predict.py --device cuda --sizes 2000 8000 --workdir "$W/bench" \
         --batch-size 32
+fi
+if [[ $WHAT == shared || $WHAT == all ]]; then
+    G="$PY -m geoidec.cli.main"
+    stamp "one scene shared by 2 torchrun processes (cuda) vs one process"
+    $PY benchmarks/predict.py --device cuda --sizes 3000 --workdir "$W/shared" >/dev/null
+    scene="$W/shared/scene_3000.tif"
+    ckpt="$W/shared/bench_step_0.pt"
+    /usr/bin/time -f "one process: %e s" $G predict "$scene" --model "$ckpt" --device cuda \
+        --out "$W/one.tif" --quiet --confidence
+    /usr/bin/time -f "two processes: %e s" $PY -m torch.distributed.run --standalone \
+        --nproc_per_node 2 -m geoidec.cli.main predict "$scene" --model "$ckpt" \
+        --device cuda --out "$W/two.tif" --quiet --confidence
+    $PY - "$W/one.tif" "$W/two.tif" <<'EOF'
+import sys
+
+import numpy as np
+import rasterio
+
+for suffix in ("", "_confidence"):
+    a_path, b_path = (p.replace(".tif", f"{suffix}.tif") for p in sys.argv[1:3])
+    with rasterio.open(a_path) as a, rasterio.open(b_path) as b:
+        x, y = a.read(1), b.read(1)
+        print(f"{suffix or 'classes'}: same grid {a.transform == b.transform}, identical "
+              f"{np.array_equal(x, y)}, agreeing {100 * (x == y).mean():.4f}%")
+EOF
+    echo "part files left: $(ls -a "$W" | grep -c part)"
 fi
 stamp done

@@ -224,3 +224,43 @@ def test_sigterm_mid_scene_removes_partial_outputs(checkpoint: Path, large_scene
     assert "Traceback" not in stderr
     assert "stopped by SIGTERM" in stderr.strip().splitlines()[-1]
     assert list(out.parent.iterdir()) == []  # nothing final, nothing partial
+
+
+def test_parallel_window_readers_give_the_same_outputs(checkpoint: Path,
+                                                       tmp_path: Path) -> None:
+    """Several reading threads (each with its own GDAL handle, as on a GPU) write exactly
+    what one thread writes."""
+    from geoidec.engine.checkpoint import load_checkpoint
+    from geoidec.inference.predict import predict_scene
+
+    scene = _scene(tmp_path / "scene.tif", (250, 190), seed=5)
+    ckpt = load_checkpoint(checkpoint)
+    outs = []
+    for readers in (1, 4):
+        out = tmp_path / f"r{readers}" / "classes.tif"
+        predict_scene(ckpt, scene, out, batch_size=3, readers=readers, probabilities=True,
+                      preview=True)
+        outs.append(out)
+    for name in ("classes.tif", "classes_probabilities.tif"):
+        a, _ = _read_all(outs[0].parent / name)
+        b, _ = _read_all(outs[1].parent / name)
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_layers_in_torch_match_numpy() -> None:
+    """The GPU path of the output layers (torch) gives numpy's values: class map (first
+    maximum on ties), confidence and probabilities (round half to even), change, nodata."""
+    from geoidec.inference.predict import _layers, _layers_on, output_paths
+
+    rng = np.random.default_rng(0)
+    probs = rng.random((7, 9, 11)).astype(np.float32)  # 4 new + 3 old classes
+    probs[:, 0, 0] = 0.5  # a tie: the first class wins
+    probs[1, 0, 1] = 0.125  # rounds to 12 (half to even) in both
+    valid = rng.random((9, 11)) > 0.2
+    lut = np.array([0, 2, 1], np.uint8)
+    paths = output_paths(Path("x.tif"), confidence=True, probabilities=True, change=True)
+    expected = _layers(probs, valid, 4, lut, paths)
+    got = _layers_on(torch.device("cpu"), probs, valid, 4, lut, paths)
+    assert got.dtype == np.uint8 and got.shape == (1 + 1 + 4 + 1, 9, 11)
+    np.testing.assert_array_equal(got, expected)
+    assert expected[0, 0, 0] == 0 and (expected[:, ~valid] == 255).all()

@@ -79,6 +79,8 @@ class SlidingWindowPredictor:
             length of the cosine ramp.
         batch_size: windows per ``predict`` call.
         device: where batches and the accumulator live.
+        readers: threads reading the windows of a batch in parallel (``read`` must then be
+            thread-safe); the next batch is read while the model works on this one.
     """
 
     def __init__(
@@ -90,6 +92,7 @@ class SlidingWindowPredictor:
         overlap: int,
         batch_size: int = 4,
         device: str | torch.device = "cpu",
+        readers: int = 1,
     ) -> None:
         if num_classes <= 0:
             raise ValueError(f"num_classes must be > 0, got {num_classes}")
@@ -105,6 +108,7 @@ class SlidingWindowPredictor:
         self.overlap = overlap
         self.batch_size = batch_size
         self.device = torch.device(device)
+        self.readers = max(1, int(readers))
         self._weights = torch.from_numpy(blend_weights(tile, overlap)).to(self.device)
 
     def windows(self, height: int, width: int,
@@ -117,12 +121,14 @@ class SlidingWindowPredictor:
         y0, y1 = rows
         return [w for w in windows if int(w.row_off) < y1 and int(w.row_off) + self.tile > y0]
 
-    def _read_batch(self, read: ReadFn, windows: list[Window]) -> Batch:
-        """Read and stack ``windows`` (runs in the prefetch thread)."""
+    def _read_batch(self, read: ReadFn, windows: list[Window],
+                    pool: ThreadPoolExecutor | None = None) -> Batch:
+        """Read and stack ``windows`` (runs in the prefetch thread; the windows are read by
+        ``pool``'s threads when given)."""
         images, valids = [], []
         t = self.tile
-        for window in windows:
-            image, valid = read(window)
+        results = pool.map(read, windows) if pool is not None else map(read, windows)
+        for window, (image, valid) in zip(windows, results, strict=True):
             image = np.asarray(image, dtype=np.float32)
             valid = np.asarray(valid, dtype=bool)
             if image.ndim != 3 or image.shape[1:] != (t, t) or valid.shape != (t, t):
@@ -203,17 +209,21 @@ class SlidingWindowPredictor:
             return out
 
         done = 0
+        windows_pool = (ThreadPoolExecutor(max_workers=self.readers,
+                                           thread_name_prefix="geoidec-window")
+                        if self.readers > 1 else None)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoidec-read") as pool:
             pending: Future[Batch] | None = None
             try:
                 if batches:
-                    pending = pool.submit(self._read_batch, read, batches[0])
+                    pending = pool.submit(self._read_batch, read, batches[0], windows_pool)
                 for b, batch in enumerate(batches):
                     assert pending is not None
                     x, v = pending.result()
                     pending = None
                     if b + 1 < len(batches):
-                        pending = pool.submit(self._read_batch, read, batches[b + 1])
+                        pending = pool.submit(self._read_batch, read, batches[b + 1],
+                                              windows_pool)
                     x = x.to(self.device, non_blocking=True)
                     v = v.to(self.device, non_blocking=True)
                     with torch.no_grad():
@@ -247,3 +257,5 @@ class SlidingWindowPredictor:
                 if pending is not None:
                     pending.cancel()
                     pool.shutdown(wait=True, cancel_futures=True)
+                if windows_pool is not None:
+                    windows_pool.shutdown(wait=True, cancel_futures=True)
