@@ -35,7 +35,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -92,8 +91,6 @@ TILE_MULTIPLE = 32
 """A single window for a small scene is rounded up to this multiple (the output stride)."""
 READERS_MAX = 6
 """Most threads reading windows for a GPU."""
-SWITCH_INTERVAL = 2e-4
-"""Python's thread switch interval (s) while a GPU predicts (default 5 ms)."""
 
 ProgressFn = Callable[[int, int], None]
 P = ParamSpec("P")
@@ -334,23 +331,6 @@ def _threads_for_forward_only(device: torch.device) -> Iterator[Callable[[Predic
         torch.set_num_threads(threads)
 
 
-@contextmanager
-def _short_gil_switch(device: torch.device) -> Iterator[None]:
-    """On a GPU, let the thread that launches the model's kernels take the GIL back from the
-    reading threads within 0.2 ms instead of Python's default 5 ms: each of the forward's
-    many short kernel launches otherwise waits behind the readers' numpy work (measured on
-    an H100: conv2d calls took 2.5 ms each, most of the prediction time)."""
-    if device.type != "cuda":
-        yield
-        return
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-
-
 def _check_outputs_free(paths: OutputPaths, overwrite: bool) -> None:
     if overwrite:
         return
@@ -484,7 +464,7 @@ def predict_scene(
         index = {n: i for i, n in enumerate(names)}
         lut = np.array([index.get(cl.name, 254) for cl in change_from.classes], dtype=np.uint8)
 
-    with _threads_for_forward_only(device) as wrap, _short_gil_switch(device), SceneReader(
+    with _threads_for_forward_only(device) as wrap, SceneReader(
             Scene(name=scene_path.stem, image=scene_path, bands=bands)) as reader:
         predict_fn = wrap(predict_fn)
         height, width = reader.height, reader.width
