@@ -264,3 +264,26 @@ def test_layers_in_torch_match_numpy() -> None:
     assert got.dtype == np.uint8 and got.shape == (1 + 1 + 4 + 1, 9, 11)
     np.testing.assert_array_equal(got, expected)
     assert expected[0, 0, 0] == 0 and (expected[:, ~valid] == 255).all()
+
+
+def test_background_writer_keeps_order_and_raises_errors() -> None:
+    from geoidec.inference.predict import _Background
+
+    seen: list[int] = []
+    with _Background(seen.append, depth=2) as background:
+        for i in range(50):
+            background.submit(i)
+    assert seen == list(range(50))
+
+    def fail_at_3(i: int) -> None:
+        if i == 3:
+            raise OSError(28, "No space left on device")
+        seen.append(i)
+
+    seen.clear()
+    with pytest.raises(OSError, match="No space"):
+        with _Background(fail_at_3, depth=2) as background:
+            for i in range(10):
+                background.submit(i)
+    assert seen[:3] == [0, 1, 2] and 3 not in seen
+    assert len(seen) <= 3 + 2  # at most `depth` calls queued behind the failure ran

@@ -37,7 +37,9 @@ import math
 import os
 import threading
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -519,8 +521,14 @@ def predict_scene(
 
                 if group is None:
                     assert sinks is not None
-                    for row, col, probs, valid in chunks:
-                        sinks.write(row, col, _layers(probs, valid, k, lut, paths, device))
+                    sink = sinks
+
+                    def encode(row: int, col: int, probs: np.ndarray, valid: np.ndarray) -> None:
+                        sink.write(row, col, _layers(probs, valid, k, lut, paths, device))
+
+                    with _Background(encode) as background:
+                        for chunk in chunks:
+                            background.submit(*chunk)
                     polygons = complete()
                 else:
                     part = _predict_part(group, chunks, paths, rows, width, k, lut, device)
@@ -586,6 +594,36 @@ def _layers_on(device: torch.device, probs: np.ndarray, valid: np.ndarray, k: in
     out = torch.cat(layers) if len(layers) > 1 else layers[0]
     out[:, ~torch.from_numpy(valid).to(device)] = IGNORE_INDEX
     return out.cpu().numpy()
+
+
+class _Background:
+    """Run ``fn(*args)`` calls in order in one background thread, at most ``depth`` queued:
+    the outputs of a row band are encoded (class map, DEFLATE blocks) while the model
+    predicts the next. An error in ``fn`` is raised in the caller at the next
+    :meth:`submit` or on exit; on exit the thread has finished (nothing writes after)."""
+
+    def __init__(self, fn: Callable[..., None], depth: int = 2) -> None:
+        self.fn, self.depth = fn, depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoidec-write")
+        self._pending: deque[Future[None]] = deque()
+
+    def submit(self, *args: object) -> None:
+        while len(self._pending) >= self.depth:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self.fn, *args))
+
+    def __enter__(self) -> _Background:
+        return self
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        try:
+            if kind is None:
+                while self._pending:
+                    self._pending.popleft().result()
+        finally:
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _layer_count(paths: OutputPaths, k: int) -> int:
@@ -661,8 +699,14 @@ def _predict_part(group: PredictGroup, chunks: Iterator[tuple[int, int, np.ndarr
     error: BaseException | None = None
     try:
         part = PartFile(group.part_path(paths.classes), rows, width, _layer_count(paths, k))
-        for row, col, probs, valid in chunks:
-            part.write(row, col, _layers(probs, valid, k, lut, paths, device))
+        out = part
+
+        def encode(row: int, col: int, probs: np.ndarray, valid: np.ndarray) -> None:
+            out.write(row, col, _layers(probs, valid, k, lut, paths, device))
+
+        with _Background(encode) as background:
+            for chunk in chunks:
+                background.submit(*chunk)
         part.close()
     except Exception as exc:  # noqa: BLE001 - reported to every rank below
         error = exc
