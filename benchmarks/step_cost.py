@@ -31,6 +31,7 @@ def build_step(name: str, old, schedule, iterations: int):  # noqa: ANN001, ANN2
     method = build_method(MethodConfig(name=name))
     plan = method.plan(schedule)[1]
     model = copy.deepcopy(old)
+    model.requires_grad_(True)  # StepModule froze ``old`` for the methods built before
     model.add_step(1)
     norm = Normalization((0.0,) * 3, (1.0,) * 3, (0.5,) * 3, (0.25,) * 3)
     module = StepModule(model, method, plan, norm, TrainAugmentation(), Config().train,

@@ -256,6 +256,7 @@ class IncrementalRun:
                                aspp_channels=m.aspp_channels, output_stride=m.output_stride,
                                weights=m.weights)
         model = copy.deepcopy(previous)
+        model.requires_grad_(True)  # ``previous`` may be frozen (it was an old model before)
         model.add_step(plan.classes_per_step[-1])
         return model
 
