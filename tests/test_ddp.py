@@ -42,7 +42,12 @@ def dataset_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def ddp_run(dataset_yaml: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp") / "run"
-    result = run_cli(["train", dataset_yaml, "--steps", "2-1", "--out", out, *TINY, *DDP])
+    # One CPU thread per process, as the torchrun test sets: without OMP_NUM_THREADS,
+    # Lightning gives forked workers cores // processes threads (8 on a 16-core machine),
+    # which sums floats in another order than torchrun's one thread (seen on a 16-core host).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        result = run_cli(["train", dataset_yaml, "--steps", "2-1", "--out", out, *TINY, *DDP])
     assert result.exit_code == 0, (result.output, result.exception)
     return out
 
