@@ -521,14 +521,7 @@ def predict_scene(
 
                 if group is None:
                     assert sinks is not None
-                    sink = sinks
-
-                    def encode(row: int, col: int, probs: np.ndarray, valid: np.ndarray) -> None:
-                        sink.write(row, col, _layers(probs, valid, k, lut, paths, device))
-
-                    with _Background(encode) as background:
-                        for chunk in chunks:
-                            background.submit(*chunk)
+                    _encode_all(chunks, sinks, k, lut, paths, device)
                     polygons = complete()
                 else:
                     part = _predict_part(group, chunks, paths, rows, width, k, lut, device)
@@ -626,6 +619,20 @@ class _Background:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _encode_all(chunks: Iterator[tuple[int, int, np.ndarray, np.ndarray]],
+                sink: _Sinks | PartFile, k: int, lut: np.ndarray | None, paths: OutputPaths,
+                device: torch.device) -> None:
+    """Encode every blended chunk into output layers and write them to ``sink``, in a
+    background thread while the next chunk is predicted."""
+
+    def encode(row: int, col: int, probs: np.ndarray, valid: np.ndarray) -> None:
+        sink.write(row, col, _layers(probs, valid, k, lut, paths, device))
+
+    with _Background(encode) as background:
+        for chunk in chunks:
+            background.submit(*chunk)
+
+
 def _layer_count(paths: OutputPaths, k: int) -> int:
     return (1 + (paths.confidence is not None) + (k if paths.probabilities is not None else 0)
             + (paths.change is not None))
@@ -699,14 +706,7 @@ def _predict_part(group: PredictGroup, chunks: Iterator[tuple[int, int, np.ndarr
     error: BaseException | None = None
     try:
         part = PartFile(group.part_path(paths.classes), rows, width, _layer_count(paths, k))
-        out = part
-
-        def encode(row: int, col: int, probs: np.ndarray, valid: np.ndarray) -> None:
-            out.write(row, col, _layers(probs, valid, k, lut, paths, device))
-
-        with _Background(encode) as background:
-            for chunk in chunks:
-                background.submit(*chunk)
+        _encode_all(chunks, part, k, lut, paths, device)
         part.close()
     except Exception as exc:  # noqa: BLE001 - reported to every rank below
         error = exc
