@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# CUDA / AMP / NCCL checks of geoidec on a machine with one GPU (not part of CI).
+# CUDA and AMP checks of geoidec on a machine with one GPU (not part of CI; needs the
+# package importable: pip install -e . or PYTHONPATH).
 #
-#     bash benchmarks/gpu_check.sh OUTDIR [tests|train|bench|all]
+#     bash benchmarks/gpu_check.sh OUTDIR [tests|train|bench|shared|all]
 #
 # tests: the suite with a GPU visible (code that picks CUDA automatically runs on it)
-# train: sample -> 4-1 finetune + idec on CUDA (AMP), a one-process torchrun (NCCL, DDP
-#        strategy) run, evaluate, predict on CUDA vs CPU (agreement of the two class maps)
+# train: sample -> 4-1 finetune + idec on CUDA (AMP), a one-process torchrun launch,
+#        evaluate, predict on CUDA vs CPU (agreement of the two class maps)
 # bench: benchmarks/step_cost.py and benchmarks/predict.py on CUDA
 # shared: one scene predicted by 2 torchrun processes on the GPU vs one process
 set -uo pipefail
@@ -39,7 +40,7 @@ if [[ $WHAT == train || $WHAT == all ]]; then
     stamp "idec 4-1 on cuda, sharing step 0"
     /usr/bin/time -f "%e s wall" $G train isprs --root "$W/sample" --steps 4-1 --preset cpu \
         --device cuda --method idec --step0-from "$W/ft" --out "$W/idec" --quiet
-    stamp "idec 4-1 on cuda through torchrun (1 process: NCCL, DDP strategy, rank-0 writes)"
+    stamp "idec 4-1 on cuda through torchrun (one process: the launcher path, no DDP)"
     $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m geoidec.cli.main train \
         isprs --root "$W/sample" --steps 4-1 --preset cpu --device cuda --method idec \
         --step0-from "$W/ft" --out "$W/idec-ddp" --quiet --iterations 100
