@@ -627,10 +627,32 @@ def _encode_all(chunks: Iterator[tuple[int, int, np.ndarray, np.ndarray]],
 
     def encode(row: int, col: int, probs: np.ndarray, valid: np.ndarray) -> None:
         sink.write(row, col, _layers(probs, valid, k, lut, paths, device))
+        release_freed_memory()
 
     with _Background(encode) as background:
         for chunk in chunks:
             background.submit(*chunk)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the heap pages freed by the last row band back to the system (glibc keeps them,
+    and the peak memory of a long prediction crept up about 50 MB with them: 8,000^2
+    benchmark, 1436 vs 1388 MiB)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _layer_count(paths: OutputPaths, k: int) -> int:
