@@ -155,7 +155,8 @@ class MethodConfig:
     # --- classification loss on the (pseudo-labelled) target: ce or bce (authors' code)
     classification: str = "ce"
     # --- DADA feature distillation
-    lambda_feat_kd: float = 1.0
+    #: 0.1: at 1.0 the distillation dominated and blocked new classes (docs/method.md)
+    lambda_feat_kd: float = 0.1
     #: pod (PLOP-style pooled strips), l2 (normalised L2) or channel_softmax (authors' code)
     feat_kd_distance: str = "pod"
     #: Weights of layer1, layer2, layer3 and the ASPP output.
