@@ -489,15 +489,15 @@ def predict_scene(
         main = group is None or group.is_main
         sinks: _Sinks | None = None
         part: PartFile | None = None
-        readers: _ThreadReaders | None = None
+        handles: _ThreadReaders | None = None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 if main:
                     sinks = _Sinks(paths, names, colors, k, change_from, provenance, geo,
                                    sampler)
-                readers = _ThreadReaders(reader.scene)
-                read = _window_reader(readers, normalizations, sampler)
+                handles = _ThreadReaders(reader.scene)
+                read = _window_reader(handles, normalizations, sampler)
                 strips = StripPredictor(predictor, strip_width=strip_width,
                                         carry_dir=paths.classes.parent)
                 rows = None if group is None else group.rows(height)
@@ -534,8 +534,8 @@ def predict_scene(
                 part.remove()
             raise
         finally:
-            if readers is not None:
-                readers.close()
+            if handles is not None:
+                handles.close()
     if sinks is None:  # another rank wrote the outputs
         return Prediction(paths=paths, height=height, width=width, counts=[],
                           nodata_pixels=0, polygons=0, warnings=messages)
