@@ -287,3 +287,8 @@ def test_background_writer_keeps_order_and_raises_errors() -> None:
                 background.submit(i)
     assert seen[:3] == [0, 1, 2] and 3 not in seen
     assert len(seen) <= 3 + 2  # at most `depth` calls queued behind the failure ran
+
+    seen.clear()
+    with _Background(seen.append, depth=0) as background:  # inline (CPU prediction)
+        background.submit(7)
+        assert seen == [7]  # ran at once, in this thread

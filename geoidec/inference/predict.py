@@ -93,6 +93,8 @@ TILE_MULTIPLE = 32
 """A single window for a small scene is rounded up to this multiple (the output stride)."""
 READERS_MAX = 6
 """Most threads reading windows for a GPU."""
+TRIM_EVERY = 8
+"""Row bands written between two returns of freed heap memory to the system."""
 
 ProgressFn = Callable[[int, int], None]
 P = ParamSpec("P")
@@ -593,14 +595,19 @@ class _Background:
     """Run ``fn(*args)`` calls in order in one background thread, at most ``depth`` queued:
     the outputs of a row band are encoded (class map, DEFLATE blocks) while the model
     predicts the next. An error in ``fn`` is raised in the caller at the next
-    :meth:`submit` or on exit; on exit the thread has finished (nothing writes after)."""
+    :meth:`submit` or on exit; on exit the thread has finished (nothing writes after).
+    ``depth=0`` runs each call at once in the caller's thread."""
 
     def __init__(self, fn: Callable[..., None], depth: int = 2) -> None:
         self.fn, self.depth = fn, depth
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoidec-write")
+        self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoidec-write")
+                      if depth > 0 else None)
         self._pending: deque[Future[None]] = deque()
 
     def submit(self, *args: object) -> None:
+        if self._pool is None:
+            self.fn(*args)
+            return
         while len(self._pending) >= self.depth:
             self._pending.popleft().result()
         self._pending.append(self._pool.submit(self.fn, *args))
@@ -616,20 +623,26 @@ class _Background:
         finally:
             for future in self._pending:
                 future.cancel()
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _encode_all(chunks: Iterator[tuple[int, int, np.ndarray, np.ndarray]],
                 sink: _Sinks | PartFile, k: int, lut: np.ndarray | None, paths: OutputPaths,
                 device: torch.device) -> None:
-    """Encode every blended chunk into output layers and write them to ``sink``, in a
-    background thread while the next chunk is predicted."""
+    """Encode every blended chunk into output layers and write them to ``sink``: on a GPU in
+    a background thread while the next chunk is predicted; on a CPU at once (the forward
+    already keeps every core busy)."""
+
+    written = [0]
 
     def encode(row: int, col: int, probs: np.ndarray, valid: np.ndarray) -> None:
         sink.write(row, col, _layers(probs, valid, k, lut, paths, device))
-        release_freed_memory()
+        written[0] += 1
+        if written[0] % TRIM_EVERY == 0:
+            release_freed_memory()
 
-    with _Background(encode) as background:
+    with _Background(encode, depth=0 if device.type == "cpu" else 2) as background:
         for chunk in chunks:
             background.submit(*chunk)
 
@@ -647,9 +660,10 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 def release_freed_memory() -> None:
-    """Give the heap pages freed by the last row band back to the system (glibc keeps them,
-    and the peak memory of a long prediction crept up about 50 MB with them: 8,000^2
-    benchmark, 1436 vs 1388 MiB)."""
+    """Give freed heap pages back to the system (glibc keeps them, and the peak memory of a
+    long prediction crept up with them: 8,000^2 benchmark, 1436 MiB without, 1388 with a
+    trim after every band). Called every :data:`TRIM_EVERY` bands: pages given back are
+    faulted in again by the next forward, which costs CPU when done every band."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
