@@ -111,7 +111,32 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Kornia augmentation applied on the model's device (see geoidec.data.transforms)."""
+    """Kornia augmentation on the model's device, all per sample (the settings of
+    :class:`geoidec.data.transforms.TrainAugmentation`; invalid values raise ConfigError).
+
+    Attributes:
+        hflip: probability of a horizontal flip (left-right).
+        vflip: probability of a vertical flip (up-down).
+        rot90: probability of a rotation by ``k * 90`` degrees, ``k`` uniform in ``{1, 2, 3}``
+            (so ``rot90=1`` always rotates). Non-square inputs only use ``k = 2``, which keeps
+            their shape.
+        scale: range of the zoom factor, drawn uniformly; above 1 zooms in (a random crop
+            resized to the full size), below 1 zooms out (the shrunk image placed at a random
+            offset, padded with 0 in the image and 255 in the mask). ``(1.0, 1.0)`` disables it.
+        scale_p: probability of applying the scale jitter.
+        brightness: gain drawn from ``[1 - brightness, 1 + brightness]``, multiplied into every
+            band (a change of illumination). In ``[0, 1]``.
+        contrast: factor ``c`` drawn from ``[1 - contrast, 1 + contrast]``; every band is blended
+            with its own spatial mean, ``m + c * (x - m)``. In ``[0, 1]``.
+        saturation: factor drawn from ``[1 - saturation, 1 + saturation]``, blending the RGB bands
+            with their grayscale (torchvision's formula, via kornia). In ``[0, 1]``.
+        hue: shift of the RGB bands' hue drawn from ``[-hue, hue]``, in turns. In ``[0, 0.5]``.
+        gamma: exponent drawn from ``[1 - gamma, 1 + gamma]`` applied to every band. In
+            ``[0, 1)``; 0 (the default) disables it.
+        photometric_p: probability that a sample gets the photometric jitter (all enabled
+            photometric steps together, in the order brightness, contrast, saturation, hue,
+            gamma, each followed by a clamp to ``[0, 1]``).
+    """
 
     hflip: float = 0.5
     vflip: float = 0.5
@@ -124,6 +149,37 @@ class AugmentConfig:
     hue: float = 0.0
     gamma: float = 0.0
     photometric_p: float = 0.8
+
+    def __post_init__(self) -> None:
+        for name in ("hflip", "vflip", "rot90", "scale_p", "photometric_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"augment.{name} must be a probability in [0, 1], got "
+                                  f"{getattr(self, name)}")
+        if len(self.scale) != 2:
+            raise ConfigError(f"augment.scale must be a (low, high) pair, got {self.scale}")
+        low, high = self.scale
+        if not 0.0 < low <= high:
+            raise ConfigError(f"augment.scale must satisfy 0 < low <= high, got {self.scale}")
+        for name in ("brightness", "contrast", "saturation"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"augment.{name} must lie in [0, 1], got {value}")
+        if not 0.0 <= self.hue <= 0.5:
+            raise ConfigError(f"augment.hue must lie in [0, 0.5] (turns), got {self.hue}")
+        if not 0.0 <= self.gamma < 1.0:
+            raise ConfigError(f"augment.gamma must lie in [0, 1), got {self.gamma}")
+
+    @property
+    def geometric_enabled(self) -> bool:
+        """Whether any geometric transform can fire."""
+        scale_on = self.scale_p > 0 and self.scale != (1.0, 1.0)
+        return self.hflip > 0 or self.vflip > 0 or self.rot90 > 0 or scale_on
+
+    @property
+    def photometric_enabled(self) -> bool:
+        """Whether any photometric step can fire."""
+        strengths = (self.brightness, self.contrast, self.saturation, self.hue, self.gamma)
+        return self.photometric_p > 0 and any(s > 0 for s in strengths)
 
 
 @dataclass(frozen=True)

@@ -182,6 +182,8 @@ def test_preset_must_be_a_mapping(tmp_path: Path) -> None:
         ("train.nesterov=1", ["train.nesterov", "true or false"]),
         ("augment.scale=[1]", ["augment.scale", "2 values"]),
         ("augment.scale=0.5", ["augment.scale", "2 values"]),
+        ("augment.hflip=2", ["augment.hflip", "probability in [0, 1]", "2.0"]),
+        ("augment.scale=[1.5, 0.5]", ["augment.scale", "0 < low <= high"]),
         ("model.backbone=[a, b]", ["model.backbone", "string"]),
     ],
 )

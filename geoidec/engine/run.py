@@ -42,7 +42,7 @@ from geoidec.config import Config
 from geoidec.data.base import ClassInfo, DataError, DatasetSpec, open_raster
 from geoidec.data.chips import ChipDataset, build_class_grid, plan_chips
 from geoidec.data.normalization import Normalization, compute_normalization
-from geoidec.data.transforms import AugmentationSettings, TrainAugmentation
+from geoidec.data.transforms import TrainAugmentation
 from geoidec.engine.checkpoint import (
     load_checkpoint,
     save_checkpoint,
@@ -316,7 +316,7 @@ class IncrementalRun:
                        yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             write_json(self.run_dir / "task.json", meta)
         augmentation = TrainAugmentation(
-            AugmentationSettings(**dataclasses.asdict(cfg.augment)),
+            cfg.augment,
             rgb_bands=self.dataset.rgb_bands,
         )
         self.report = {
