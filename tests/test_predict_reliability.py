@@ -130,13 +130,13 @@ def _read_all(path: Path) -> tuple[np.ndarray, dict]:
         return src.read(), info
 
 
-def test_torchrun_shares_one_scene_into_one_identical_output(checkpoint: Path,
-                                                             tmp_path: Path) -> None:
+def test_torchrun_shares_one_scene_into_one_identical_output(
+        checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     scene = _scene(tmp_path / "scene.tif", (300, 260))
     extras = ["--confidence", "--probabilities", "--preview", "--quiet"]
     single = tmp_path / "single" / "scene_classes.tif"
     outcome = run_main(["predict", scene, "--model", checkpoint, "--out", single,
-                        "--device", "cpu", *extras], pytest.MonkeyPatch())
+                        "--device", "cpu", *extras], monkeypatch)
     assert outcome.code == 0, outcome.stderr[-2000:]
 
     shared = tmp_path / "shared" / "scene_classes.tif"
@@ -191,7 +191,8 @@ def large_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_sigkill_mid_scene_leaves_no_final_output_and_a_rerun_completes(
-        checkpoint: Path, large_scene: Path, tmp_path: Path) -> None:
+        checkpoint: Path, large_scene: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "maps" / "large_classes.tif"
     proc = _start_predict(checkpoint, large_scene, out)
     _wait_for(out.with_name(f".{out.name}.partial.tif"), proc)
@@ -202,7 +203,7 @@ def test_sigkill_mid_scene_leaves_no_final_output_and_a_rerun_completes(
     assert not out.exists() and not out.with_name("large_classes_confidence.tif").exists()
 
     rerun = run_main(["predict", large_scene, "--model", checkpoint, "--out", out,
-                      "--device", "cpu", "--confidence", "--quiet"], pytest.MonkeyPatch())
+                      "--device", "cpu", "--confidence", "--quiet"], monkeypatch)
     assert rerun.code == 0, rerun.stderr[-2000:]
     with rasterio.open(out) as src:
         assert (src.height, src.width) == (1200, 1000)
