@@ -33,7 +33,8 @@ from torch import nn
 
 from geoidec.data.base import DataError
 from geoidec.data.normalization import Normalization
-from geoidec.engine.checkpoint import Checkpoint, atomic_write, load_checkpoint
+from geoidec.engine.checkpoint import Checkpoint, load_checkpoint
+from geoidec.files import atomic_write
 from geoidec.models import SegmentationModel
 
 OPSET = 17

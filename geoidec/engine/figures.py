@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from geoidec.data.base import DataError
-from geoidec.engine.checkpoint import atomic_write
+from geoidec.files import atomic_write
 
 FIGURES = "figures"
 MIOU = "miou_per_step.png"

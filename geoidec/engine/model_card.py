@@ -18,9 +18,10 @@ from typing import Any
 import yaml
 
 from geoidec.data.base import DataError
-from geoidec.engine.checkpoint import FORMAT, resolve_checkpoint, write_text
+from geoidec.engine.checkpoint import FORMAT, resolve_checkpoint
 from geoidec.engine.figures import load_run_report, load_task, planned_figures
 from geoidec.engine.reports import classes_table, steps_table
+from geoidec.files import write_text
 
 CARD_NAME = "model_card.md"
 

@@ -25,9 +25,9 @@ from lightning.pytorch.callbacks import Callback
 from geoidec.config import Config, ConfigError, read_yaml
 from geoidec.data.base import DataError, DatasetSpec
 from geoidec.data.normalization import Normalization
-from geoidec.engine.checkpoint import fsync_file, write_error
 from geoidec.engine.loader import ChipSampler
 from geoidec.engine.step_state import method_snapshot, restore_method, restore_rng, rng_state
+from geoidec.files import fsync_file, write_error
 from geoidec.methods import Method, StepPlan
 from geoidec.tasks import TaskSchedule
 

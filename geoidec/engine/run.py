@@ -43,13 +43,7 @@ from geoidec.data.base import ClassInfo, DataError, DatasetSpec, open_raster
 from geoidec.data.chips import ChipDataset, build_class_grid, plan_chips
 from geoidec.data.normalization import Normalization, compute_normalization
 from geoidec.data.transforms import TrainAugmentation
-from geoidec.engine.checkpoint import (
-    load_checkpoint,
-    save_checkpoint,
-    write_error,
-    write_json,
-    write_text,
-)
+from geoidec.engine.checkpoint import load_checkpoint, save_checkpoint
 from geoidec.engine.distributed import (
     Launch,
     barrier,
@@ -76,6 +70,7 @@ from geoidec.engine.reports import (
 from geoidec.engine.resume import PartialCheckpoint, ResumeState, partial_path
 from geoidec.engine.step_state import StepOutcome, restore_method
 from geoidec.engine.trainer import build_trainer, fit_step, quiet_lightning
+from geoidec.files import write_error, write_json, write_text
 from geoidec.methods import Method, StepPlan, build_method
 from geoidec.models import SegmentationModel, build_model
 from geoidec.tasks import TaskSchedule

@@ -36,7 +36,7 @@ from geoidec.engine.checkpoint import Checkpoint
 from geoidec.inference.checks import log
 from geoidec.inference.distributed import PredictGroup
 from geoidec.inference.predict import Prediction, output_paths, predict_scene
-from geoidec.inference.rat import rat_element
+from geoidec.inference.rat import rat_element, write_xml
 from geoidec.inference.writers import write_qml
 
 __all__ = [
@@ -307,12 +307,6 @@ def write_mosaic_vrt(
                       ySize=_fmt(h * -t.e / yres))
         ET.SubElement(source, "NODATA").text = str(nodata)
     ET.indent(root)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
-        ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=False)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_xml(out, root)
     write_qml(out.with_suffix(".qml"), class_names, [tuple(c[:3]) for c in colors], nodata)
     return out

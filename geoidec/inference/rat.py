@@ -23,10 +23,11 @@ nodata value has no row.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from xml.etree import ElementTree as ET
+
+from geoidec.files import atomic_write
 
 __all__ = ["rat_element", "read_rat_sidecar", "write_rat_sidecar"]
 
@@ -105,13 +106,13 @@ def write_rat_sidecar(
             ET.SubElement(meta, "MDI", key=key).text = value
     band.append(rat_element(class_names, colors, counts))
     ET.indent(root)
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_xml(path, root)
+
+
+def write_xml(path: Path, root: ET.Element) -> Path:
+    """Write the XML tree ``root`` to ``path`` atomically (no declaration, as GDAL writes)."""
+    return atomic_write(path, lambda tmp: ET.ElementTree(root).write(
+        tmp, encoding="utf-8", xml_declaration=False))
 
 
 def read_rat_sidecar(raster: Path) -> list[dict[str, str]]:

@@ -35,6 +35,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from geoidec.constants import IGNORE_INDEX
+from geoidec.files import atomic_write
 from geoidec.inference.rat import write_rat_sidecar
 
 __all__ = [
@@ -121,16 +122,14 @@ def write_qml(
     ET.SubElement(pipe, "rasterresampler", maxOversampling="2")
     ET.SubElement(root, "blendMode").text = "0"
     ET.indent(root)
-    tmp = path_qml.with_name(f".{path_qml.name}.partial")
-    try:
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
             fh.write(b"<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n")
             ET.ElementTree(root).write(fh, encoding="utf-8", xml_declaration=False)
             fh.write(b"\n")
-        os.replace(tmp, path_qml)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path_qml
+
+    return atomic_write(path_qml, write)
 
 
 def _as_labels(labels: np.ndarray, row_start: int, width: int) -> np.ndarray:
