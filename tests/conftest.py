@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import io
+import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -123,3 +125,20 @@ def assert_one_line_error(outcome: CliOutcome, *needles: str) -> str:
     for needle in needles:
         assert needle in lines[0], (needle, lines[0])
     return lines[0]
+
+
+def free_port() -> int:
+    """A free TCP port on localhost (for torchrun's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def report_without_timings(run: Path) -> dict:
+    """A run's report.json without what differs between identical runs (timings, training
+    bookkeeping), for comparing two runs."""
+    report = json.loads((run / "report.json").read_text())
+    for entry in report["steps"]:
+        entry.pop("train")
+        entry["eval"].pop("seconds")
+    return report

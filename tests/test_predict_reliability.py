@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 from affine import Affine
-from conftest import run_main
+from conftest import free_port, run_main
 
 from geoidec.data.normalization import Normalization
 from geoidec.engine.checkpoint import save_checkpoint
@@ -29,12 +28,6 @@ from geoidec.models import build_model
 
 NAMES = ["background", "field", "roof", "water"]
 TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 5000000.0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _scene(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
@@ -144,7 +137,7 @@ def test_torchrun_shares_one_scene_into_one_identical_output(
     env.pop("GEOIDEC_DEBUG", None)
     proc = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "3",
-         "--master_port", str(_free_port()), "-m", "geoidec.cli.main", "predict", str(scene),
+         "--master_port", str(free_port()), "-m", "geoidec.cli.main", "predict", str(scene),
          "--model", str(checkpoint), "--out", str(shared), "--device", "cpu", *extras],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -274,16 +274,16 @@ def test_predict_output_without_permission(base_run: tuple[Path, Path], tmp_path
 
 def test_disk_full_while_saving_a_checkpoint(data: Path, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import geoidec.engine.checkpoint as checkpoint
+    import geoidec.files as files
 
-    real_fsync = checkpoint.fsync_file
+    real_fsync = files.fsync_file
 
     def full_disk(path: Path) -> None:
         if path.name.startswith(".step_0.pt."):
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(path)
 
-    monkeypatch.setattr(checkpoint, "fsync_file", full_disk)
+    monkeypatch.setattr(files, "fsync_file", full_disk)
     out = tmp_path / "run"
     outcome = _train(data, out, monkeypatch)
     assert_one_line_error(outcome, f"cannot write {out / 'checkpoints' / 'step_0.pt'}: No space "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli, run_main
+from conftest import report_without_timings, run_cli, run_main
 from tiny_geotiffs import make_dataset
 
 from geoidec.engine.distributed import state_digest
@@ -43,21 +43,13 @@ def reference(dataset_yaml: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
-def _report(run: Path) -> dict:
-    report = json.loads((run / "report.json").read_text())
-    for entry in report["steps"]:
-        entry.pop("train")
-        entry["eval"].pop("seconds")
-    return report
-
-
 def _digests(run: Path) -> list[str]:
     return [state_digest(torch.load(p, weights_only=True)["state_dict"])
             for p in sorted((run / "checkpoints").glob("step_*.pt"))]
 
 
 def _assert_same_run(run: Path, reference: Path) -> None:
-    assert _report(run) == _report(reference)
+    assert report_without_timings(run) == report_without_timings(reference)
     assert _digests(run) == _digests(reference)
     leftovers = [p.name for p in run.rglob("*") if p.name.startswith(".")
                  or p.name.endswith((".partial", ".partial.ckpt", ".tmp"))]
