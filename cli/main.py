@@ -141,8 +141,8 @@ def compare(
 
     Example: `geoidec compare runs/finetune runs/joint runs/mib runs/plop runs/idec`
     """
-    from geoidec.engine.checkpoint import write_text
     from geoidec.engine.compare import compare_runs
+    from geoidec.files import write_text
 
     table = compare_runs(runs)
     if out is not None:
