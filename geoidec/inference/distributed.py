@@ -18,6 +18,7 @@ is written. Part files are removed after the merge and on failure.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ class PredictGroup:
 
         if not dist.is_initialized():
             dist.init_process_group("gloo", timeout=TIMEOUT)
+            # A gloo group left to the interpreter's exit can abort the process ("terminate
+            # called without an active exception", seen in CI): close it first.
+            atexit.register(_destroy_process_group)
         return cls(dist.get_rank(), dist.get_world_size(),
                    int(os.environ.get("LOCAL_RANK", "0") or 0))
 
@@ -99,6 +103,13 @@ class PredictGroup:
         import torch.distributed as dist
 
         dist.barrier()
+
+
+def _destroy_process_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class PartFile:
