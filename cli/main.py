@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 
+from geoidec.config import METHOD_NAMES, Modality, Split
+
 app = typer.Typer(
     name="geoidec",
     help="Class-incremental semantic segmentation for remote sensing (IDEC), with GIS outputs.",
@@ -47,6 +49,7 @@ def train(
         "--steps", "-s", help="Task: `4-1`, `2-2-1`, `15-1` (15 then steps of 1) or class "
         "names `forest,water|herbaceous`.")],
     method: Annotated[str, typer.Option(
+        metavar="<" + "|".join(METHOD_NAMES) + ">",
         help="idec, mib, plop, finetune (lower bound) or joint (upper bound).")] = "finetune",
     root: Annotated[Path | None, typer.Option(
         help="Dataset folder (default data/potsdam, data/vaihingen).")] = None,
@@ -60,7 +63,7 @@ def train(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     weights: Annotated[str | None, typer.Option(
         help="Backbone weights: none, imagenet (needs network) or a local .pth file.")] = None,
-    modality: Annotated[str, typer.Option(help="Potsdam imagery: rgb, irrg or rgbir.")] = "rgb",
+    modality: Annotated[Modality, typer.Option(help="Potsdam imagery.")] = "rgb",
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override any config value: `--set train.lr=0.01` (repeatable).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
@@ -96,6 +99,7 @@ def train(
     }
     if iterations is not None:
         overrides["train.iterations_incremental"] = iterations
+    load_config(preset, overrides, set_ or [])  # a typo stops here, before data is read
     spec = load_dataset(dataset, root, modality)
     preset_name = Path(preset).stem if preset.endswith((".yaml", ".yml")) else preset
     cfg = load_config(preset, overrides, set_ or [],
@@ -118,7 +122,7 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by `geoidec train`.")],
     step: Annotated[int | None, typer.Option(help="Only this step (default: every step).")] = None,
-    split: Annotated[str, typer.Option(help="test or val.")] = "test",
+    split: Annotated[Split, typer.Option(help="Split to evaluate.")] = "test",
     root: Annotated[Path | None, typer.Option(help="Dataset folder, if it moved.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:

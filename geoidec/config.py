@@ -14,19 +14,43 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 
 class ConfigError(ValueError):
     """A configuration problem, phrased for the user in one line."""
+
+
+#: Methods of the registry (geoidec.methods.METHODS; a test keeps both equal).
+METHOD_NAMES: tuple[str, ...] = ("finetune", "joint", "mib", "plop", "idec")
+#: ISPRS Potsdam imagery: 2_Ortho_RGB, 3_Ortho_IRRG or 4_Ortho_RGBIR.
+Modality = Literal["rgb", "irrg", "rgbir"]
+#: Evaluation splits.
+Split = Literal["test", "val", "train"]
+#: Lightning precisions accepted by ``train.precision`` (``auto``: AMP on CUDA, else fp32).
+Precision = Literal["auto", "32", "16", "bf16", "32-true", "16-mixed", "bf16-mixed"]
+#: Backbones of the model registry (geoidec.models.BACKBONES; a test keeps both equal), here
+#: so that a typo stops before torch is imported or any data is read.
+BACKBONE_NAMES: tuple[str, ...] = (
+    "mobilenet_v2", "mobilenet_v3_large", "mobilenet_v3_small", "resnet101", "resnet18",
+    "resnet50",
+)
+#: ``train.device``: auto, cpu, cuda, cuda:N or mps.
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def choices(cls: type, name: str) -> tuple[Any, ...]:
+    """The values a ``Literal`` field of a config dataclass accepts (for ``--help``)."""
+    return typing.get_args(typing.get_type_hints(cls)[name])
 
 
 @dataclass(frozen=True)
@@ -37,7 +61,18 @@ class ModelConfig:
     #: ``none``, ``imagenet`` (torchvision weights, needs network) or a path to a local file.
     weights: str = "none"
     aspp_channels: int = 64
-    output_stride: int = 16
+    output_stride: Literal[8, 16] = 16
+    #: Decoder: ``aspp`` (DeepLabV3) or ``lraspp`` (LR-ASPP: light context branch plus a
+    #: low-level classifier; the ``satellite`` preset's).
+    head: Literal["aspp", "lraspp"] = "aspp"
+    #: Stride of the backbone's first convolution: 2 (as built) or 1 (feature maps twice as
+    #: fine, for 10-30 m pixels).
+    first_stride: Literal[1, 2] = 2
+
+    def __post_init__(self) -> None:
+        key = self.backbone.strip().lower().replace("-", "_")
+        if key not in BACKBONE_NAMES:
+            raise ConfigError(_unknown("model.backbone", self.backbone, BACKBONE_NAMES))
 
 
 @dataclass(frozen=True)
@@ -47,7 +82,7 @@ class DataConfig:
     #: Training chip size in pixels (also the default evaluation/prediction window).
     tile_size: int = 128
     #: ISPRS Potsdam imagery: ``rgb`` (2_Ortho_RGB), ``irrg`` (3_Ortho_IRRG) or ``rgbir``.
-    modality: str = "rgb"
+    modality: Modality = "rgb"
     #: Chips of step t must contain at least this fraction of pixels of step t's classes.
     min_class_fraction: float = 0.002
     #: Chips with less valid (non-nodata) area than this are skipped.
@@ -59,7 +94,7 @@ class DataConfig:
     stats_pixels: int = 2_000_000
     #: Which training scenes step t may use: ``overlapped`` (any scene holding a class of
     #: step t; other classes are background) or ``disjoint`` (also no future class).
-    protocol: str = "overlapped"
+    protocol: Literal["overlapped", "disjoint"] = "overlapped"
     #: Train on the held-out validation scenes too (the papers train on the whole train
     #: split; keep false to tune on val without touching test).
     train_on_val: bool = False
@@ -78,6 +113,8 @@ class TrainConfig:
     #: Chips drawn per epoch and scene when ``epochs`` is set.
     chips_per_scene: int = 100
     batch_size: int = 8
+    #: ``sgd`` (momentum, optionally Nesterov; the papers') or ``adamw``.
+    optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = 0.01
     lr_incremental: float = 0.001
     #: Backbone learning rate = lr x backbone_lr_mult.
@@ -86,11 +123,15 @@ class TrainConfig:
     nesterov: bool = True
     weight_decay: float = 1e-4
     poly_power: float = 0.9
+    #: Keep every BatchNorm layer in eval mode (running statistics of the previous step,
+    #: not updated) at steps t > 0, as some CISS code does; false trains BatchNorm as MiB,
+    #: PLOP and IDEC do. Step 0 and joint always train it.
+    freeze_bn: bool = False
     #: Clip the global gradient norm (None: no clipping). Light MobileNets trained with SGD
     #: diverge at the first incremental iterations without it.
     grad_clip: float | None = None
     #: ``auto`` uses mixed precision on CUDA and fp32 elsewhere; ``32`` forces fp32.
-    precision: str = "auto"
+    precision: Precision = "auto"
     seed: int = 0
     #: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     device: str = "auto"
@@ -98,7 +139,7 @@ class TrainConfig:
     #: ``num_nodes`` > 1) trains with DDP; see docs/reliability.md.
     devices: int = 1
     #: ``auto`` (one process, or DDP when devices x num_nodes > 1) or ``ddp``.
-    strategy: str = "auto"
+    strategy: Literal["auto", "ddp"] = "auto"
     #: Nodes taking part; start one process per device on every node (srun or torchrun).
     num_nodes: int = 1
     #: Batches whose gradients are summed per optimiser step; iterations count optimiser steps.
@@ -107,6 +148,11 @@ class TrainConfig:
     #: ``--resume`` continues an interrupted step from there (0: never).
     checkpoint_every: int = 100
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not _DEVICE.match(self.device):
+            raise ConfigError(f"train.device must be auto, cpu, cuda, cuda:N or mps, got "
+                              f"'{self.device}'")
 
 
 @dataclass(frozen=True)
@@ -191,7 +237,7 @@ class EvalConfig:
     overlap: int = 32
     batch_size: int = 8
     #: ``test`` (standard) or ``val`` (held-out part of train).
-    split: str = "test"
+    split: Split = "test"
 
 
 @dataclass(frozen=True)
@@ -209,12 +255,12 @@ class MethodConfig:
     pseudo_labels: bool = True
     arcl: bool = True
     # --- classification loss on the (pseudo-labelled) target: ce or bce (authors' code)
-    classification: str = "ce"
+    classification: Literal["ce", "bce"] = "ce"
     # --- DADA feature distillation
     #: 0.1: at 1.0 the distillation dominated and blocked new classes (docs/method.md)
     lambda_feat_kd: float = 0.1
     #: pod (PLOP-style pooled strips), l2 (normalised L2) or channel_softmax (authors' code)
-    feat_kd_distance: str = "pod"
+    feat_kd_distance: Literal["pod", "l2", "channel_softmax"] = "pod"
     #: Weights of layer1, layer2, layer3 and the ASPP output.
     feat_kd_weights: tuple[float, float, float, float] = (0.5, 1.0, 2.0, 1.0)
     #: Weight feature distances by the old-class (and background) pseudo-label mask.
@@ -226,22 +272,39 @@ class MethodConfig:
     kd_temperature: float = 1.0
     # --- dynamic class-specific pseudo-labels (IDEC)
     #: dynamic (per-class quantile of the running confidence) or fixed (authors' code)
-    pseudo_label_mode: str = "dynamic"
+    pseudo_label_mode: Literal["dynamic", "fixed"] = "dynamic"
     pseudo_quantile: float = 0.5
     pseudo_max_threshold: float = 0.9
     pseudo_fixed_threshold: float = 0.7
+    #: Uncertain background pixels (old-class prediction below its threshold): ``ignore``
+    #: (the paper's dynamic rule), ``background`` (the authors' fixed rule) or ``auto``
+    #: (ignore in dynamic mode, background in fixed mode).
+    uncertain: Literal["auto", "ignore", "background"] = "auto"
     #: Recompute the per-class thresholds every N iterations.
     pseudo_update_every: int = 20
     # --- ARCL
     lambda_arcl: float = 0.1
     arcl_temperature: float = 0.1
     #: infonce (default) or triplet (authors' code)
-    arcl_loss: str = "infonce"
+    arcl_loss: Literal["infonce", "triplet"] = "infonce"
     arcl_margin: float = 1.0
     # --- PLOP
+    #: Local POD factor of each feature entry (backbone stages 1-4 and the ASPP output).
     lambda_pod: float = 0.01
+    #: Local POD factor of the logits (PLOP's ``"after"`` switch).
+    lambda_pod_logits: float = 0.0005
+    #: Scale each image's cross-entropy by its share of confidently labelled background
+    #: (PLOP's ``classif_adaptive_factor``).
+    plop_adaptive_factor: bool = True
     # --- SSUL-like option of the authors' code
     freeze_backbone: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name not in METHOD_NAMES:
+            close = difflib.get_close_matches(self.name, METHOD_NAMES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown method '{self.name}'{hint}; valid: "
+                              f"{', '.join(METHOD_NAMES)}")
 
 
 @dataclass(frozen=True)
@@ -337,6 +400,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 f"config '{where}' must be a list of {len(args)} values, got {value!r}"
             )
         return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
+    if origin is Literal:
+        return _choice(value, args, where)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -356,6 +421,24 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return str(value)
         raise ConfigError(f"config '{where}' must be a string, got {value!r}")
     return value
+
+
+def _choice(value: Any, allowed: tuple[Any, ...], where: str) -> Any:
+    """``value`` if it is one of ``allowed`` (YAML's ``32`` matches ``"32"``, ``"16"`` matches
+    16); else a one-line error naming the valid choices."""
+    candidates = [value]
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        candidates.append(str(int(value)) if float(value).is_integer() else str(value))
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        candidates.append(int(value))
+    for candidate in candidates:
+        for option in allowed:
+            if type(candidate) is type(option) and candidate == option:
+                return option
+    shown = ", ".join(str(a) for a in allowed)
+    close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(f"{where} must be one of {shown}, not {value!r}{hint}")
 
 
 def configs_dir() -> Path:

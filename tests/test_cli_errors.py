@@ -162,3 +162,29 @@ def test_samples_refuses_a_non_empty_folder(tmp_path: Path,
     outcome = run_main(["samples", "isprs", "--out", tmp_path, "--size", "64"], monkeypatch)
     assert_one_line_error(outcome, "--overwrite")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.parametrize(("setting", "needles"), [
+    ("method.pseudo_label_mode=fixd", ["dynamic, fixed", "did you mean 'fixed'"]),
+    ("method.classification=bec", ["ce, bce"]),
+    ("data.protocol=disjointed", ["overlapped, disjoint"]),
+    ("train.precision=fp16", ["auto, 32, 16, bf16"]),
+])
+def test_choice_typo_stops_before_any_data_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, setting: str, needles: list[str]
+) -> None:
+    # the dataset folder does not exist: the settings are checked first
+    outcome = run_main(["train", "isprs", "--root", tmp_path / "nothing", "--steps", "4-1",
+                        "--out", tmp_path / "run", *TINY, "--set", setting], monkeypatch)
+    assert_one_line_error(outcome, setting.split("=")[0], *needles)
+    assert not (tmp_path / "run").exists()
+
+
+def test_help_lists_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import run_cli
+
+    monkeypatch.setenv("COLUMNS", "250")  # one option per line
+    output = run_cli(["train", "--help"]).output
+    assert "<finetune|joint|mib|plop|idec>" in output
+    assert "<rgb|irrg|rgbir>" in output
+    assert "<test|val|train>" in run_cli(["evaluate", "--help"]).output

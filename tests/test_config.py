@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from geoidec.config import Config, ConfigError, configs_dir, load_config, preset_names
+from geoidec.config import (
+    Config,
+    ConfigError,
+    ModelConfig,
+    choices,
+    configs_dir,
+    load_config,
+    preset_names,
+)
 
 SECTIONS = ["model", "data", "train", "augment", "eval", "method"]
 
@@ -238,3 +246,70 @@ def test_from_dict_partial() -> None:
     assert cfg.train.seed == 4
     assert cfg.train.lr == Config().train.lr
     assert cfg.model == Config().model
+
+
+# ------------------------------------------------------------------------- choices
+CHOICE_FIELDS = [
+    ("method.pseudo_label_mode", "fixd", "fixed"),
+    ("method.classification", "bec", "bce"),
+    ("method.arcl_loss", "infonse", "infonce"),
+    ("method.feat_kd_distance", "l22", "l2"),
+    ("method.uncertain", "ignor", "ignore"),
+    ("train.precision", "bf61", "bf16"),
+    ("train.optimizer", "adam", "adamw"),
+    ("train.strategy", "dpp", "ddp"),
+    ("data.protocol", "overlaped", "overlapped"),
+    ("data.modality", "rbg", "rgb"),
+    ("eval.split", "tset", "test"),
+    ("model.head", "lrasp", "lraspp"),
+]
+
+
+@pytest.mark.parametrize(("key", "typo", "meant"), CHOICE_FIELDS)
+def test_choice_typos_stop_with_the_valid_choices(key: str, typo: str, meant: str) -> None:
+    section, name = key.split(".")
+    cls = type(getattr(Config(), section))
+    allowed = [str(c) for c in choices(cls, name)]
+    assert meant in allowed
+    with pytest.raises(ConfigError) as err:
+        load_config("cpu", sets=[f"{key}={typo}"])
+    message = str(err.value)
+    assert "\n" not in message and key in message and f"did you mean '{meant}'" in message
+    assert all(c in message for c in allowed)
+    assert load_config("cpu", sets=[f"{key}={meant}"]).to_dict()[section][name] == meant
+
+
+def test_unknown_method_names_the_valid_ones() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config("cpu", sets=["method.name=iedc"])
+    assert str(err.value) == ("unknown method 'iedc' (did you mean 'idec'?); valid: finetune, "
+                              "joint, mib, plop, idec")
+
+
+def test_numeric_choices_accept_yaml_numbers() -> None:
+    cfg = load_config("cpu", sets=["train.precision=32", "model.first_stride=1",
+                                   "model.output_stride=8"])
+    assert (cfg.train.precision, cfg.model.first_stride, cfg.model.output_stride) == ("32", 1, 8)
+    with pytest.raises(ConfigError, match="model.output_stride must be one of 8, 16, not 12"):
+        load_config("cpu", sets=["model.output_stride=12"])
+
+
+def test_backbone_and_device_are_checked_at_load() -> None:
+    with pytest.raises(ConfigError, match="resnet5' \\(did you mean 'resnet50'\\?\\)"):
+        load_config("cpu", sets=["model.backbone=resnet5"])
+    assert load_config("cpu", sets=["model.backbone=MobileNet-V3-Large"])
+    with pytest.raises(ConfigError, match="cuda:N"):
+        load_config("cpu", sets=["train.device=gpu"])
+    for device in ("auto", "cpu", "cuda", "cuda:1", "mps"):
+        assert load_config("cpu", sets=[f"train.device={device}"]).train.device == device
+
+
+def test_config_choice_lists_match_the_registries() -> None:
+    from geoidec.config import BACKBONE_NAMES, METHOD_NAMES
+    from geoidec.methods import METHODS
+    from geoidec.models import BACKBONES
+    from geoidec.models.heads import HEADS
+
+    assert set(METHOD_NAMES) == set(METHODS)
+    assert set(BACKBONE_NAMES) == set(BACKBONES)
+    assert set(choices(ModelConfig, "head")) == set(HEADS)

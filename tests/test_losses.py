@@ -19,8 +19,11 @@ from geoidec.losses import (
     channel_softmax_distillation,
     entropy_pseudo_label,
     feature_distillation,
+    fold_extra_channels,
+    local_pod_distance,
     normalized_entropy,
     normalized_l2_distance,
+    plop_pod_loss,
     pod_distance,
     pseudo_label,
     region_embeddings,
@@ -134,6 +137,95 @@ def test_pod_distance_zero_cases_and_mask() -> None:
     assert pod_distance(f, g, mask=keep).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def _plop_pair() -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (2, 2, 4, 4). Image 0: new has f = 1 at ch0 (0, 0) and f = -2 at ch1 (2, 3),
+    old has f = 3 at ch0 (0, 0); zero elsewhere. Image 1: new == old."""
+    f_new = torch.zeros(2, 2, 4, 4)
+    f_old = torch.zeros(2, 2, 4, 4)
+    f_new[0, 0, 0, 0], f_new[0, 1, 2, 3] = 1.0, -2.0
+    f_old[0, 0, 0, 0] = 3.0
+    f_new[1] = f_old[1] = torch.arange(32.0).reshape(2, 4, 4) / 10
+    return f_new, f_old
+
+
+def test_local_pod_distance_hand_value() -> None:
+    """PLOP's local POD: squared maps, mean-pooled strips of every cell at scales 1, 2, 4,
+    concatenated without normalisation, L2 norm per image, mean over the batch."""
+    f_new, f_old = _plop_pair()
+    # image 0 after squaring: new X = 1 at ch0 (0,0), 4 at ch1 (2,3); old X = 9 at ch0 (0,0).
+    # Each strip is written as (new) - (old); strips that agree (all-zero) are left out.
+    scale1 = [  # one 4 x 4 cell: means over 4 pixels
+        (1 / 4) - (9 / 4),  # ch0, width-pooled strip, row 0
+        (1 / 4) - (9 / 4),  # ch0, height-pooled strip, column 0
+        (4 / 4) - 0.0,      # ch1, width-pooled strip, row 2
+        (4 / 4) - 0.0,      # ch1, height-pooled strip, column 3
+    ]
+    scale2 = [  # 2 x 2 cells: means over 2 pixels
+        (1 / 2) - (9 / 2), (1 / 2) - (9 / 2),  # cell (0, 0), ch0: row 0, column 0
+        (4 / 2) - 0.0, (4 / 2) - 0.0,          # cell (1, 1), ch1: row 2, column 3
+    ]
+    scale4 = [  # 1 x 1 cells: the pixel itself
+        1.0 - 9.0, 1.0 - 9.0,  # cell (0, 0), ch0
+        4.0 - 0.0, 4.0 - 0.0,  # cell (2, 3), ch1
+    ]
+    norm0 = math.sqrt(sum(d * d for d in scale1 + scale2 + scale4))  # sqrt(10 + 40 + 160)
+    assert norm0 == pytest.approx(math.sqrt(210))
+    expected = (norm0 + 0.0) / 2  # image 1 is identical: mean over the batch
+    assert local_pod_distance(f_new, f_old).item() == pytest.approx(expected, rel=1e-6)
+    # scale 1 alone, no squaring: ch0 strips 1/4 - 3/4 twice, ch1 strips -2/4 twice
+    raw = math.sqrt(2 * 0.5**2 + 2 * 0.5**2) / 2
+    assert local_pod_distance(f_new, f_old, scales=(1,), square=False).item() == pytest.approx(
+        raw, rel=1e-6)
+    # no normalisation: scaling both maps by 2 scales the (squared) distance by 4
+    assert local_pod_distance(2 * f_new, 2 * f_old).item() == pytest.approx(4 * expected, 1e-6)
+
+
+def test_local_pod_distance_non_square_zero_and_gradient() -> None:
+    # 2 x 3 map, difference of the squares 1 everywhere: scale 1 has 2 + 3 strip values;
+    # scale 2 has 1 x 1 cells (k_h = 2 // 2, k_w = 3 // 2; column 2 left out): 4 cells x 2;
+    # scale 4 is skipped (4 > h): sqrt(5 + 8) per image
+    ones = torch.ones(1, 1, 2, 3)
+    assert local_pod_distance(ones, torch.zeros_like(ones)).item() == pytest.approx(
+        math.sqrt(13), rel=1e-6)
+    torch.manual_seed(7)
+    f = torch.randn(2, 3, 8, 8, requires_grad=True)
+    same = local_pod_distance(f, f.detach().clone())
+    same.backward()
+    assert same.item() == 0.0 and torch.isfinite(f.grad).all()
+    half = torch.randn(1, 4, 4, 4, dtype=torch.float16)
+    value = local_pod_distance(half, torch.zeros_like(half))
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+
+
+def test_plop_pod_loss_folds_logits_schedule_and_mean_over_entries() -> None:
+    f_new, f_old = _plop_pair()
+    # logits: new model (bg, old 1, new 2, new 3), old model (bg, old 1), constant maps
+    z_new = torch.empty(2, 4, 4, 4)
+    z_new[:, 0], z_new[:, 1], z_new[:, 2], z_new[:, 3] = 0.5, 1.0, 0.25, 0.25
+    z_old = torch.empty(2, 2, 4, 4)
+    z_old[:, 0], z_old[:, 1] = 2.0, 1.0
+    folded = fold_extra_channels(z_new, 2)  # bg: 0.5 + 0.25 + 0.25 = 1; class 1 kept
+    assert torch.equal(folded, torch.stack([torch.ones(2, 4, 4), torch.ones(2, 4, 4)], 1))
+    # POD of the folded logits: ch0 squares 1 vs 4, a constant difference -3 in every strip
+    # value of ch0: scale 1 has 4 + 4 values, scale 2 has 4 cells x (2 + 2), scale 4 16 x 2
+    d_logits = math.sqrt((8 + 16 + 32) * 3.0**2)  # = sqrt(504), both images
+    d_feat = math.sqrt(210) / 2
+    schedule = math.sqrt(4 / 2)  # K = 4 classes seen, K_new = 2 new
+    expected = (0.01 * d_feat * schedule + 0.0005 * d_logits * schedule) / 2  # mean of 2
+    got = plop_pod_loss({"layer": f_new, "logits": z_new}, {"layer": f_old, "logits": z_old},
+                        {"layer": 0.01, "logits": 0.0005}, num_classes=4, num_new=2)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    assert expected == pytest.approx(0.0591720, rel=1e-5)
+    # an entry with factor 0 adds nothing but still counts in the mean (as PLOP's code)
+    zero = plop_pod_loss({"layer": f_new, "logits": z_new}, {"layer": f_old, "logits": z_old},
+                         {"layer": 0.01, "logits": 0.0}, num_classes=4, num_new=2)
+    assert zero.item() == pytest.approx(0.01 * d_feat * schedule / 2, rel=1e-6)
+    with pytest.raises(KeyError, match="aspp"):
+        plop_pod_loss({"layer": f_new}, {"layer": f_old}, {"aspp": 1.0}, 4, 2)
+    with pytest.raises(ValueError, match="num_new"):
+        plop_pod_loss({"layer": f_new}, {"layer": f_old}, {"layer": 1.0}, 4, 0)
+
+
 def test_normalized_l2_distance_hand_values() -> None:
     f_new = pixels((1.0, 0.0), (3.0, 4.0))
     f_old = pixels((0.0, 2.0), (6.0, 8.0))  # second pixel: same direction
@@ -196,10 +288,28 @@ def test_region_embeddings_hand_example() -> None:
     s = 1 / math.sqrt(2)
     assert torch.allclose(emb, torch.tensor([[s, s], [0.0, 1.0]]), atol=1e-6)  # mean (2, 2)
     assert img.tolist() == [0, 0] and cls.tolist() == [0, 2]
-    # labels at twice the feature resolution are resized by nearest neighbour
+    # labels at twice the feature resolution: each cell counts by the pixels it holds
     big = labels.repeat_interleave(2, 1).repeat_interleave(2, 2)
     emb2, _, cls2 = region_embeddings(features, big)
     assert torch.allclose(emb2, emb) and cls2.tolist() == [0, 2]
+
+
+def test_region_embeddings_weight_cells_by_area() -> None:
+    # features (1, 2, 2, 2): cells (1,0) (3,4) / (0,2) (7,7); labels 4 x 4 (stride 2)
+    features = torch.tensor([[[[1.0, 3.0], [0.0, 7.0]], [[0.0, 4.0], [2.0, 7.0]]]])
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[0, 1, 1] = 5  # one pixel of class 5 in cell (0, 0), never a cell's top-left
+    labels[0, 2:4, 3] = 5  # two pixels in cell (1, 1)
+    labels[0, 3, 2] = 255  # an ignored pixel of cell (1, 1)
+    emb, img, cls = region_embeddings(features, labels)
+    assert cls.tolist() == [0, 5] and img.tolist() == [0, 0]
+    # class 5: (1 * (1, 0) + 2 * (7, 7)) / 3 = (5, 14/3); normalised
+    u5 = torch.tensor([5.0, 14.0 / 3.0])
+    # background: 3 px of cell (0,0), 4 of (0,1), 4 of (1,0), 1 of (1,1)
+    u0 = (3 * torch.tensor([1.0, 0.0]) + 4 * torch.tensor([3.0, 4.0])
+          + 4 * torch.tensor([0.0, 2.0]) + 1 * torch.tensor([7.0, 7.0])) / 12
+    expected = torch.stack([u0 / u0.norm(), u5 / u5.norm()])
+    assert torch.allclose(emb, expected, atol=1e-6)
 
 
 def _two_image_regions() -> tuple[torch.Tensor, ...]:

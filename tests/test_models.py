@@ -46,7 +46,7 @@ def _one_thread() -> Iterator[None]:
 
 def _check_output(model: SegmentationModel, out: SegOutput, batch: int, output_stride: int) -> None:
     name = model.config["backbone"]
-    c1, c2, c3, _ = EXPECTED_CHANNELS[name]
+    c1, c2, c3, c4 = EXPECTED_CHANNELS[name]
     assert isinstance(out, SegOutput)
     assert out.logits.shape == (batch, model.num_classes, SIZE, SIZE)
     assert tuple(out.features) == FEATURE_NAMES
@@ -54,7 +54,9 @@ def _check_output(model: SegmentationModel, out: SegOutput, batch: int, output_s
         "layer1": (c1, 4),
         "layer2": (c2, 8),
         "layer3": (c3, min(16, output_stride)),
+        "layer4": (c4, output_stride),
         "aspp": (ASPP, output_stride),
+        "logits": (model.num_classes, output_stride),
     }
     for key, (channels, stride) in expected.items():
         feat = out.features[key]
@@ -176,6 +178,8 @@ def test_config_roundtrip_and_strict_load() -> None:
         "aspp_channels": ASPP,
         "output_stride": 16,
         "dropout": model.config["dropout"],
+        "first_stride": 2,
+        "head": "aspp",
     }
     rebuilt = build_model(**config)
     rebuilt.load_state_dict(model.state_dict(), strict=True)
@@ -333,3 +337,42 @@ def test_fresh_first_conv_without_weights() -> None:
     conv = model.backbone.features[0][0]
     assert conv.weight.shape[1] == 5
     assert not math.isclose(conv.weight.std().item(), 0.0)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "resnet18"])
+def test_first_stride_one_halves_every_stride(name: str) -> None:
+    model = build_model(name, [3], aspp_channels=ASPP, first_stride=1).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, SIZE, SIZE))
+    strides = {"layer1": 2, "layer2": 4, "layer3": 8, "layer4": 8, "aspp": 8, "logits": 8}
+    assert model.feature_strides == strides
+    for key, stride in strides.items():
+        assert out.features[key].shape[-1] == SIZE // stride, key
+    assert model.config["first_stride"] == 1
+    with pytest.raises(ValueError, match="first_stride must be 1 or 2"):
+        build_model(name, [3], first_stride=4)
+
+
+def test_lraspp_head_adds_a_low_level_classifier_and_keeps_mib_init() -> None:
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v3_small", [3], aspp_channels=ASPP, head="lraspp").eval()
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        before = torch.softmax(model(x).logits, 1)
+        model.add_step(2)
+        out = model(x)
+    after = torch.softmax(out.logits, 1)
+    # old foreground probabilities unchanged; the old background split over bg + 2 new
+    torch.testing.assert_close(after[:, 1:3], before[:, 1:3])
+    torch.testing.assert_close(after[:, [0, 3, 4]].sum(1), before[:, 0])
+    torch.testing.assert_close(after[:, 3], after[:, 0])
+    assert model.low_classifier is not None
+    assert model.low_classifier.classes_per_step == [3, 2]
+    assert model.feature_strides["logits"] == model.feature_strides["layer2"] == 8
+    assert out.features["logits"].shape[-1] == SIZE // 8
+    low = {id(p) for p in model.low_classifier.parameters()}
+    assert low <= {id(p) for p in model.head_parameters()}
+    rebuilt = build_model(**model.config)
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    with pytest.raises(ValueError, match="unknown head 'lrasp'"):
+        build_model("mobilenet_v3_small", [3], head="lrasp")

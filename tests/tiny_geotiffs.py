@@ -78,3 +78,30 @@ def make_dataset(root: Path, *, train: int = 2, test: int = 2, size: int = 48,
     path = root / "dataset.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+#: Where :func:`filled_image` fills band 2 with 0: rows 0..15, columns 0..23 (384 pixels).
+FILL_BLOCK = (slice(0, 16), slice(0, 24))
+
+
+def filled_image(label: np.ndarray, seed: int) -> np.ndarray:
+    """(3, h, w) uint16 imagery (the colours of :func:`image` x 10 + 500, so 500..3050) whose
+    band 2 is 0 over :data:`FILL_BLOCK`: an undeclared fill value."""
+    out = image(label, seed).astype(np.uint16) * 10 + 500
+    out[1][FILL_BLOCK] = 0
+    return out
+
+
+def make_fill_dataset(root: Path, *, train: int = 2, test: int = 1, size: int = 48,
+                      band_names: tuple[str, ...] = ()) -> Path:
+    """Like :func:`make_dataset`, with :func:`filled_image` uint16 imagery in every scene."""
+    path = make_dataset(root, train=train, test=test, size=size)
+    doc = yaml.safe_load(path.read_text())
+    for k, name in enumerate([Path(p).stem for s in ("train", "test") for p in doc["images"][s]]):
+        x0 = 500000.0 + k * size * RES
+        lab = labels(size, seed=k)
+        write_tif(root / "images" / f"{name}.tif", filled_image(lab, seed=100 + k), x0=x0)
+    if band_names:
+        doc["band_names"] = list(band_names)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path

@@ -112,6 +112,11 @@ class Scene:
     label: Path | None = None
     #: 1-based band indexes to read; None reads all bands.
     bands: tuple[int, ...] | None = None
+    #: Per-band fill value, aligned with the bands read (None: the band has none); a pixel
+    #: where any band holds its fill value is nodata. Empty: no fill values. Declared with
+    #: ``fill_values`` in a dataset YAML, or detected with the normalisation statistics
+    #: (:func:`geoidec.data.normalization.compute_normalization`).
+    fill: tuple[float | None, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -179,11 +184,28 @@ def open_raster(path: Path) -> rasterio.DatasetReader:
         raise DataError(f"cannot read {path} as a raster ({exc}); is it a GeoTIFF?") from None
 
 
+def fill_mask(band: np.ndarray, value: float) -> np.ndarray:
+    """Where ``band`` holds the fill ``value``, compared in the band's own dtype (a float32
+    band matches ``-3.4028235e+38`` written in a YAML file; an integer band never matches a
+    value it cannot hold)."""
+    dtype = band.dtype
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if not float(value).is_integer() or not info.min <= value <= info.max:
+            return np.zeros(band.shape, dtype=bool)
+        return band == dtype.type(int(value))
+    if np.issubdtype(dtype, np.floating):
+        with np.errstate(over="ignore"):
+            return band == dtype.type(value)
+    return band == value
+
+
 class SceneReader:
     """Reads windows of a scene's image and label in pixel space, padding outside the raster.
 
     Outside the raster and where the image is nodata (nodata value, alpha or internal mask,
-    NaN/inf) the window is invalid: its label becomes 255 and its image values 0.
+    NaN/inf, a band at its :attr:`Scene.fill` value) the window is invalid: its label becomes
+    255 and its image values 0.
     """
 
     def __init__(self, scene: Scene, decoder: LabelDecoder | None = None) -> None:
@@ -196,6 +218,10 @@ class SceneReader:
         bad = [b for b in self.bands if not 1 <= b <= count]
         if bad:
             raise DataError(f"{scene.image}: has {count} bands, cannot read band(s) {bad}")
+        if scene.fill and len(scene.fill) != len(self.bands):
+            raise DataError(f"{scene.image}: {len(scene.fill)} fill value(s) given for "
+                            f"{len(self.bands)} band(s); give one per band read")
+        self._fill = [(i, v) for i, v in enumerate(scene.fill) if v is not None]
         self._label = None
         if scene.label is not None and decoder is not None:
             self._label = open_raster(scene.label)
@@ -268,6 +294,8 @@ class SceneReader:
         ok = masks.min(axis=0) > 0
         if np.issubdtype(data.dtype, np.floating):
             ok &= np.isfinite(data).all(axis=0)
+        for i, value in self._fill:
+            ok &= ~fill_mask(data[i], value)
         part = data.astype(np.float32)
         part[:, ~ok] = 0.0
         image[:, rs, cs] = part

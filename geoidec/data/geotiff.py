@@ -14,19 +14,35 @@ Example (paths are relative to the YAML file)::
 Label values that no class lists become background (index 0). Optional keys: ``val`` split in
 ``images``/``labels``, ``band_names``, ``rgb_bands`` (1-based, for augmentation and previews),
 ``background`` (``{name, color}``) and ``eval_background`` (default false).
+
+``fill_values`` declares per-band fill values the images' metadata does not (a band filled with
+0 over whole areas, say): a mapping from a band (its 1-based band number in the files, or a
+name listed in ``band_names``) to its fill value, e.g. ``fill_values: {B11: 0, 6: 65535}``.
+A pixel where any band holds its fill value is nodata (never trained on nor evaluated; nodata
+in predicted maps). Undeclared fill values found in the training images are reported and
+treated the same way (see :func:`geoidec.data.normalization.detect_fill_values`).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 from geoidec.config import ConfigError, read_yaml
-from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene, ValueDecoder, parse_color
+from geoidec.data.base import (
+    ClassInfo,
+    DataError,
+    DatasetSpec,
+    Scene,
+    ValueDecoder,
+    open_raster,
+    parse_color,
+)
 
 KEYS = {
     "name", "images", "labels", "bands", "ignore_values", "classes", "band_names", "rgb_bands",
-    "background", "eval_background", "description",
+    "background", "eval_background", "description", "fill_values",
 }
 SPLITS = ("train", "val", "test")
 
@@ -48,6 +64,51 @@ def _files(path: Path, section: Any, key: str) -> dict[str, list[Path]]:
             raise _fail(path, f"'{key}.{split}' must be a list of file names")
         out[split] = [(path.parent / n).resolve() for n in names]
     return out
+
+
+def _fill_values(path: Path, doc: dict, bands: list[int] | None,
+                 first_image: Path) -> tuple[float | None, ...]:
+    """``fill_values`` as one entry per band read (None: no fill value); () without it."""
+    section = doc.get("fill_values")
+    if section is None:
+        return ()
+    example = "e.g. {B11: 0, 6: 65535}"
+    if not isinstance(section, dict):
+        raise _fail(path, "'fill_values' must map bands (1-based numbers or names from "
+                          f"band_names) to fill values, {example}")
+    if bands is None:
+        with open_raster(first_image) as src:
+            count = src.count
+        numbers = list(range(1, count + 1))
+    else:
+        numbers = list(bands)
+    names = [str(n) for n in doc.get("band_names") or ()]
+    fill: list[float | None] = [None] * len(numbers)
+    for key, value in section.items():
+        if isinstance(key, str) and key in names:
+            index = names.index(key)
+        elif isinstance(key, int) and not isinstance(key, bool):
+            if key not in numbers:
+                have = (f"'bands' reads {numbers}" if bands is not None
+                        else f"the images have {len(numbers)} band(s)")
+                raise _fail(path, f"fill_values: band {key} is not read ({have})")
+            index = numbers.index(key)
+        else:
+            known = f"band_names are {names}" if names else "no band_names are given"
+            raise _fail(path, f"fill_values: band {key!r} is neither a 1-based band number nor "
+                              f"a name listed in band_names ({known})")
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not math.isfinite(value)):
+            raise _fail(path, f"fill_values.{key}: {value!r} is not a number; give the band's "
+                              f"fill value, {example}")
+        if index >= len(fill):
+            raise _fail(path, f"fill_values: band {key!r} is not read (band_names lists more "
+                              "names than bands read)")
+        if fill[index] is not None:
+            raise _fail(path, f"fill_values: band {numbers[index]} is given twice (by number "
+                              "and by name)")
+        fill[index] = float(value)
+    return tuple(fill)
 
 
 def load_geotiff_dataset(path: str | Path) -> DatasetSpec:
@@ -93,7 +154,6 @@ def load_geotiff_dataset(path: str | Path) -> DatasetSpec:
         not isinstance(bands, list) or not all(isinstance(b, int) and b >= 1 for b in bands)
     ):
         raise _fail(path, "'bands' must be a list of 1-based band numbers, e.g. [1, 2, 3]")
-    splits: dict[str, tuple[Scene, ...]] = {}
     for split in SPLITS:
         imgs, labs = images.get(split, []), labels.get(split, [])
         if len(imgs) != len(labs):
@@ -101,12 +161,17 @@ def load_geotiff_dataset(path: str | Path) -> DatasetSpec:
         for f in imgs + labs:
             if not f.exists():
                 raise _fail(path, f"file not found: {f} (paths are relative to the YAML file)")
-        splits[split] = tuple(
-            Scene(name=i.stem, image=i, label=lab, bands=tuple(bands) if bands else None)
-            for i, lab in zip(imgs, labs, strict=True)
-        )
-    if not splits["train"]:
+    if not images.get("train"):
         raise _fail(path, "no training images: list some under images.train")
+    fill = _fill_values(path, doc, bands, images["train"][0])
+    splits: dict[str, tuple[Scene, ...]] = {
+        split: tuple(
+            Scene(name=i.stem, image=i, label=lab, bands=tuple(bands) if bands else None,
+                  fill=fill)
+            for i, lab in zip(images.get(split, []), labels.get(split, []), strict=True)
+        )
+        for split in SPLITS
+    }
     rgb = doc.get("rgb_bands")
     n_bands = len(bands) if bands else None
     if rgb is None:

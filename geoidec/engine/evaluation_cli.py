@@ -7,6 +7,7 @@ from pathlib import Path
 
 from geoidec.config import Config, MethodConfig
 from geoidec.data.base import DataError
+from geoidec.data.normalization import with_fill
 from geoidec.data.registry import load_dataset
 from geoidec.engine.checkpoint import load_checkpoint, resolve_checkpoint
 from geoidec.engine.evaluate import evaluate_scenes
@@ -40,9 +41,10 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
         ckpt = load_checkpoint(run, t, map_location=dev)
         cfg = Config.from_dict(ckpt.meta["config"])
         plan = plans[t]
+        scenes = with_fill(dataset.scenes(split), ckpt.normalization)  # read as in training
         cm = evaluate_scenes(
-            ckpt.model, dataset.scenes(split), dataset.decoder, ckpt.normalization,
-            schedule.eval_lut(t), tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
+            ckpt.model, scenes, dataset.decoder, ckpt.normalization, schedule.eval_lut(t),
+            tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
             batch_size=cfg.eval.batch_size, device=dev,
         )
         names = [c.name for c in ckpt.classes]

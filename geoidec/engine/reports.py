@@ -52,7 +52,8 @@ def pseudo_label_csv(stats: dict[str, Any]) -> str:
     thresholds = stats.get("thresholds") or stats.get("entropy_thresholds") or {}
     for name, count in stats["pseudo_labels"].items():
         writer.writerow([name, count, thresholds.get(name, "")])
-    writer.writerow(["uncertain (ignored)", stats.get("uncertain_pixels", ""), ""])
+    became = "kept as background" if stats.get("uncertain_label") == "background" else "ignored"
+    writer.writerow([f"uncertain ({became})", stats.get("uncertain_pixels", ""), ""])
     return buf.getvalue()
 
 

@@ -41,7 +41,7 @@ from geoidec import __version__
 from geoidec.config import Config
 from geoidec.data.base import ClassInfo, DataError, DatasetSpec, open_raster
 from geoidec.data.chips import ChipDataset, build_class_grid, plan_chips
-from geoidec.data.normalization import Normalization, compute_normalization
+from geoidec.data.normalization import Normalization, compute_normalization, with_fill
 from geoidec.data.transforms import TrainAugmentation
 from geoidec.engine.checkpoint import load_checkpoint, save_checkpoint
 from geoidec.engine.distributed import (
@@ -193,17 +193,23 @@ class IncrementalRun:
         return self.launch.is_main
 
     # ----------------------------------------------------------------- setup
-    def _normalization(self) -> Normalization:
-        self.echo(f"computing normalisation statistics from {len(self.train_scenes)} "
-                  "training scene(s)")
-        return compute_normalization(self.train_scenes, self.config.data.stats_pixels)
-
     def prepare(self) -> None:
         """Read every training input before anything is written: normalisation statistics
         (a resumed run keeps its own), the class index of every training label, the checks of
         :mod:`.preflight`, and the header of every evaluation scene."""
-        self.normalization = (self.resume.normalization if self.resume is not None
-                              else self._normalization())
+        if self.resume is not None:
+            self.normalization = self.resume.normalization
+        else:
+            self.echo(f"computing normalisation statistics from {len(self.train_scenes)} "
+                      "training scene(s)")
+            found: list[str] = []
+            self.normalization = compute_normalization(
+                self.train_scenes, self.config.data.stats_pixels,
+                band_names=self.dataset.band_names, messages=found)
+            for message in found:  # undeclared fill values, treated as nodata from here on
+                self.echo(message)
+        self.train_scenes = with_fill(self.train_scenes, self.normalization)
+        self.eval_scenes = with_fill(self.eval_scenes, self.normalization)
         n_classes = len(self.dataset.classes) + 1
         self.echo("indexing label content of the training scenes")
         self.grids = []
@@ -249,7 +255,7 @@ class IncrementalRun:
         if previous is None:
             return build_model(m.backbone, plan.classes_per_step, in_channels=bands,
                                aspp_channels=m.aspp_channels, output_stride=m.output_stride,
-                               weights=m.weights)
+                               weights=m.weights, first_stride=m.first_stride, head=m.head)
         model = copy.deepcopy(previous)
         model.requires_grad_(True)  # ``previous`` may be frozen (it was an old model before)
         model.add_step(plan.classes_per_step[-1])
@@ -464,8 +470,9 @@ class IncrementalRun:
             problems.append("its step 0 learnt other classes")
         if ckpt.normalization != normalization:
             problems.append("its normalisation statistics differ (other training data?)")
-        if any(mine_arch.get(k) != wanted[k] for k in ("backbone", "aspp_channels",
-                                                       "output_stride")):
+        defaults = {"first_stride": 2, "head": "aspp"}  # checkpoints older than these keys
+        if any(mine_arch.get(k, defaults.get(k)) != wanted[k] for k in (
+                "backbone", "aspp_channels", "output_stride", "first_stride", "head")):
             problems.append("its model architecture differs")
         if problems:
             raise DataError(f"cannot reuse step 0 of {source}: " + "; ".join(problems))
@@ -491,14 +498,9 @@ class IncrementalRun:
 
     @staticmethod
     def _name_stats(stats: dict[str, Any], names: list[str]) -> dict[str, Any]:
-        """Per-old-class lists (model indices 1..) -> {class name: value}."""
-        named = {}
-        for key, value in stats.items():
-            if isinstance(value, list) and key in ("pseudo_labels", "thresholds",
-                                                   "entropy_thresholds"):
-                value = dict(zip(names[1:], value, strict=False))
-            named[key] = value
-        return named
+        """Per-class statistics keyed by model index ({1: n, ...}) -> {class name: value}."""
+        return {key: {names[int(i)]: v for i, v in value.items()}
+                if isinstance(value, dict) else value for key, value in stats.items()}
 
     def _save_step(self, plan: StepPlan, model: SegmentationModel, meta: dict[str, Any],
                    names: list[str], entry: dict[str, Any]) -> None:

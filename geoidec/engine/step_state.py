@@ -21,7 +21,7 @@ from geoidec.methods import Method
 
 _PLAIN = (bool, int, float, str, type(None))
 #: Method attributes that are set up by the engine, not learnt during the step.
-_SKIP = {"config", "plan"}
+_SKIP = {"config", "step_plan"}
 
 
 def _plain(value: Any) -> bool:

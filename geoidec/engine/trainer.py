@@ -27,7 +27,7 @@ def quiet_lightning() -> None:
     for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for pattern in (".*does not have many workers.*", ".*sync_dist.*", ".*LeafSpec.*",
-                    ".*module\\(s\\) in eval mode.*", ".*litlogger.*",
+                    ".*litlogger.*",
                     # a resumed step's ChipSampler skips the trained batches itself
                     ".*resuming from a checkpoint that ended before the epoch ended.*",
                     ".*Experiment logs directory .* exists and is not empty.*",

@@ -469,7 +469,8 @@ def predict_scene(
         lut = np.array([index.get(cl.name, 254) for cl in change_from.classes], dtype=np.uint8)
 
     with _threads_for_forward_only(device) as wrap, SceneReader(
-            Scene(name=scene_path.stem, image=scene_path, bands=bands)) as reader:
+            Scene(name=scene_path.stem, image=scene_path, bands=bands,
+                  fill=checkpoint.normalization.fill)) as reader:
         predict_fn = wrap(predict_fn)
         height, width = reader.height, reader.width
         tile_, overlap_ = resolve_tiling(checkpoint, tile, overlap, height, width)

@@ -3,8 +3,9 @@
 One small function per term, formula in its docstring; see ``docs/method.md``.
 
 * :mod:`.unbiased`: MiB's unbiased cross-entropy and unbiased logit distillation.
-* :mod:`.distillation`: feature distillation (PLOP's local POD, normalised L2, the authors'
-  channel-softmax KD) and IDEC's weighted multi-layer sum.
+* :mod:`.distillation`: feature distillation (POD with normalised cells, normalised L2, the
+  authors' channel-softmax KD) and IDEC's weighted multi-layer sum; PLOP's own local POD and
+  its loss over layers and logits.
 * :mod:`.contrastive`: region embeddings and IDEC's asymmetric region-wise contrast (ARCL).
 * :mod:`.pseudo_labels`: class-specific pseudo-labelling of the background (IDEC, PLOP).
 """
@@ -15,7 +16,10 @@ from geoidec.losses.distillation import (
     IDEC_LAYER_WEIGHTS,
     channel_softmax_distillation,
     feature_distillation,
+    fold_extra_channels,
+    local_pod_distance,
     normalized_l2_distance,
+    plop_pod_loss,
     pod_distance,
 )
 from geoidec.losses.pseudo_labels import (
@@ -37,8 +41,11 @@ __all__ = [
     "channel_softmax_distillation",
     "entropy_pseudo_label",
     "feature_distillation",
+    "fold_extra_channels",
+    "local_pod_distance",
     "normalized_entropy",
     "normalized_l2_distance",
+    "plop_pod_loss",
     "pod_distance",
     "pseudo_label",
     "region_embeddings",

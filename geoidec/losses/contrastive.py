@@ -31,12 +31,20 @@ _KEY_STRIDE = 1 << 32
 def region_embeddings(
     features: Tensor, labels: Tensor, ignore_index: int = IGNORE_INDEX
 ) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Masked average pooling of a feature map into one embedding per (image, class) region.
+    r"""Area-weighted average pooling of a feature map into one embedding per (image, class)
+    region.
 
-    ``labels`` is resized to the feature size (h, w) by nearest-neighbour sampling. For every
-    image b and class k present among its non-ignored pixels Omega_{b,k}::
+    Every label pixel i of image b falls in one feature cell g(i) (row ``y * h // H``, column
+    ``x * w // W``; exactly the cell covering it when the feature stride divides the image).
+    For every image b and class k present among its non-ignored pixels Omega_{b,k}::
 
-        e_{b,k} = u / || u ||_2,      u = (1 / |Omega_{b,k}|) * sum_{i in Omega_{b,k}} F_b(:, i)
+        u = (1 / |Omega_{b,k}|) * sum_{i in Omega_{b,k}} F_b(:, g(i))
+          = sum_cells a_{b,k}(cell) F_b(:, cell) / sum_cells a_{b,k}(cell)
+        e_{b,k} = u / || u ||_2
+
+    with a_{b,k}(cell) the number of the region's pixels in that cell: each cell counts by
+    the share of its area the class covers (average-pooled one-hot masks), so a class too
+    small to own any cell still has a region.
 
     Args:
         features: ``(B, D, h, w)`` feature map (e.g. the projection head's output).
@@ -56,19 +64,32 @@ def region_embeddings(
     batch, dim, height, width = features.shape
     if labels.shape[0] != batch:
         raise ValueError(f"labels batch {labels.shape[0]} differs from features batch {batch}")
-    labels = labels.to(features.device)
-    if tuple(labels.shape[-2:]) != (height, width):
-        labels = F.interpolate(labels[:, None].float(), size=(height, width), mode="nearest")
-        labels = labels[:, 0]
-    labels = labels.long().reshape(-1)
-    image = torch.arange(batch, device=features.device).repeat_interleave(height * width)
-    valid = (labels != ignore_index) & (labels >= 0)
-    flat = features.float().permute(0, 2, 3, 1).reshape(-1, dim)[valid]
-    keys = image[valid] * _KEY_STRIDE + labels[valid]
-    region_keys, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-    count = torch.bincount(inverse, minlength=region_keys.numel()).clamp_min(1)
-    sums = flat.new_zeros(region_keys.numel(), dim).index_add(0, inverse, flat)
-    embeddings = F.normalize(sums / count[:, None].to(sums.dtype), p=2.0, dim=1)
+    device = features.device
+    labels = labels.to(device).long()
+    big_h, big_w = labels.shape[-2:]
+    rows = torch.arange(big_h, device=device) * height // big_h
+    cols = torch.arange(big_w, device=device) * width // big_w
+    cells_per_image = height * width
+    cell = (torch.arange(batch, device=device)[:, None, None] * cells_per_image
+            + rows[None, :, None] * width + cols[None, None, :]).reshape(-1)
+    image = torch.arange(batch, device=device).repeat_interleave(big_h * big_w)
+    flat_labels = labels.reshape(-1)
+    valid = (flat_labels != ignore_index) & (flat_labels >= 0)
+    keys = image[valid] * _KEY_STRIDE + flat_labels[valid]
+    region_keys, region = torch.unique(keys, sorted=True, return_inverse=True)
+    # pixels per (region, cell): the area each region covers in each feature cell
+    total_cells = batch * cells_per_image
+    pairs, area = torch.unique(region * total_cells + cell[valid], return_counts=True)
+    pair_region, pair_cell = pairs // total_cells, pairs % total_cells
+    flat = features.float().permute(0, 2, 3, 1).reshape(-1, dim)
+    weights = area.to(flat.dtype)[:, None]
+    sums = flat.new_zeros(region_keys.numel(), dim).index_add(
+        0, pair_region, flat[pair_cell] * weights
+    )
+    counts = flat.new_zeros(region_keys.numel()).index_add(0, pair_region, weights[:, 0])
+    embeddings = F.normalize(sums / counts.clamp_min(1.0)[:, None], p=2.0, dim=1)
+    if embeddings.numel() == 0:
+        embeddings = embeddings + flat.sum() * 0  # keep the graph of ``features``
     return embeddings, region_keys // _KEY_STRIDE, region_keys % _KEY_STRIDE
 
 

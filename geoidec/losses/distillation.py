@@ -2,14 +2,22 @@
 
 Three distances D(F_new, F_old) on feature maps ``(B, C, h, w)`` are offered:
 
-* ``"pod"``: PLOP's local POD (pooled output distillation), :func:`pod_distance`;
+* ``"pod"``: pooled output distillation after PLOP's local POD, with every cell's embedding
+  normalised (IDEC's default), :func:`pod_distance`;
 * ``"l2"``: per-pixel L2 distance of channel-normalised features,
   :func:`normalized_l2_distance`;
 * ``"channel_softmax"``: the channel-softmax KD of the IDEC authors' code,
   :func:`channel_softmax_distillation`.
 
 :func:`feature_distillation` sums ``w_l * D(F_new^l, F_old^l)`` over named layers, with IDEC's
-default weights :data:`IDEC_LAYER_WEIGHTS`. Every distance accepts a per-pixel weight mask
+default weights :data:`IDEC_LAYER_WEIGHTS`.
+
+PLOP's own local POD, as its authors' code computes it (no normalisation, Frobenius norm of the
+concatenated strips), is :func:`local_pod_distance`, and PLOP's loss over layers and logits
+(factors, logits' channel folding, ``sqrt(K / K_new)`` schedule, mean over entries) is
+:func:`plop_pod_loss`.
+
+Every distance of :func:`feature_distillation` accepts a per-pixel weight mask
 (IDEC's "more emphasis on semantic-invariant knowledge": keep the pixels the pseudo-labels give
 to old classes and background, let new-class regions drift).
 
@@ -20,6 +28,7 @@ scalar, and an exact 0 with the autograd graph attached when no pixel contribute
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
@@ -32,7 +41,10 @@ __all__ = [
     "IDEC_LAYER_WEIGHTS",
     "channel_softmax_distillation",
     "feature_distillation",
+    "fold_extra_channels",
+    "local_pod_distance",
     "normalized_l2_distance",
+    "plop_pod_loss",
     "pod_distance",
 ]
 
@@ -107,7 +119,8 @@ def pod_distance(
 
     Differences with PLOP's code: PLOP mean-pools (sum here; the normalisation removes the
     scale), normalises the concatenation of all cells at once or not at all, and weights the
-    cells of the finer scales more; here every cell is normalised on its own.
+    cells of the finer scales more; here every cell is normalised on its own. PLOP's exact
+    distance is :func:`local_pod_distance` (used by the PLOP baseline).
 
     Args:
         f_new: ``(B, C, h, w)`` features of the model being trained.
@@ -164,6 +177,139 @@ def pod_distance(
         ]  # each (B,)
         per_scale.append(torch.stack(dists, dim=0).mean(dim=0))
     return torch.stack(per_scale, dim=0).mean(dim=0).mean()
+
+
+def local_pod_distance(
+    f_new: Tensor,
+    f_old: Tensor,
+    scales: Sequence[int] = (1, 2, 4),
+    square: bool = True,
+) -> Tensor:
+    r"""PLOP's local POD distance, as the authors' code computes it (``_local_pod`` with
+    ``normalize=False`` and the ``"frobenius"`` difference).
+
+    Let ``X = F^2`` (PLOP's ``prepro="pow"``; ``X = F`` with ``square=False``). For each scale
+    s the map is cut into s x s cells of ``k_h x k_w`` pixels, ``k_h = h // s``, ``k_w = w // s``;
+    cell (i, j) covers rows ``[i k_h, (i+1) k_h)`` and columns ``[j k_w, (j+1) k_w)``. Each cell
+    gives two strips, the mean over its width and the mean over its height::
+
+        P_w(R) = [ mean_{x in R} X(b, c, y, x) ]_{c, y in R}        (C x k_h)
+        P_h(R) = [ mean_{y in R} X(b, c, y, x) ]_{c, x in R}        (C x k_w)
+
+    and all strips of all cells and scales are concatenated, WITHOUT any normalisation, into
+    one vector ``e(b)`` per image. The distance is::
+
+        D = mean_b || e_new(b) - e_old(b) ||_2
+
+    Map sizes: PLOP's code takes ``k = w // s`` for both axes (it assumes square maps); here
+    each axis uses its own length, which is the same on square maps. When s does not divide
+    a side, the last ``h mod s`` rows / ``w mod s`` columns are left out of that scale, as
+    PLOP's code leaves out the last columns. A scale with ``s > h`` or ``s > w`` (empty cells)
+    is skipped: PLOP's code adds empty strips there (or NaNs on non-square maps).
+
+    Args:
+        f_new: ``(B, C, h, w)`` features (or folded logits) of the model being trained.
+        f_old: ``(B, C, h, w)`` of the old model (detached here).
+        scales: grid sizes s (positive ints); PLOP's ``spp_scales`` (1, 2, 4).
+        square: square the values before pooling (PLOP's ``prepro="pow"``).
+
+    Returns:
+        Scalar float32 tensor (0 for identical inputs, with a finite zero gradient).
+    """
+    _check_pair(f_new, f_old)
+    if not scales or any(int(s) < 1 for s in scales):
+        raise ValueError(f"scales must be positive ints, got {tuple(scales)}")
+    x_new = f_new.float()
+    x_old = f_old.detach().float()
+    if square:
+        x_new, x_old = x_new * x_new, x_old * x_old
+    batch, channels, height, width = x_new.shape
+    diff = x_new - x_old
+    strips = []  # e_new - e_old, piece by piece (pooling is linear; the order of the pieces
+    # does not change the norm)
+    for s in (int(s) for s in scales):
+        kh, kw = height // s, width // s
+        if kh == 0 or kw == 0:
+            continue
+        grid = diff[:, :, : s * kh, : s * kw].reshape(batch, channels, s, kh, s, kw)
+        strips.append(grid.mean(dim=5).flatten(1))  # (B, C*s*kh*s): width-pooled strips
+        strips.append(grid.mean(dim=3).flatten(1))  # (B, C*s*s*kw): height-pooled strips
+    # vector_norm: a zero difference has a zero (not NaN) gradient
+    return torch.linalg.vector_norm(torch.cat(strips, dim=1), dim=1).mean()
+
+
+def fold_extra_channels(logits_new: Tensor, num_old: int) -> Tensor:
+    r"""PLOP's ``extra_channels="sum"``: fold the new model's logits onto the old model's
+    channels, the new classes' scores added to the background's::
+
+        z'_0 = z_0 + sum_{c >= K_old} z_c,     z'_c = z_c  (1 <= c < K_old)
+
+    Args:
+        logits_new: ``(B, K, h, w)`` logits of the model being trained, ``K >= K_old``.
+        num_old: K_old, the old model's outputs (background included).
+
+    Returns:
+        ``(B, K_old, h, w)``; ``logits_new`` itself when ``K == K_old``.
+    """
+    k = logits_new.shape[1]
+    if not 1 <= num_old <= k:
+        raise ValueError(f"num_old must be in [1, {k}], got {num_old}")
+    if k == num_old:
+        return logits_new
+    background = logits_new[:, :1] + logits_new[:, num_old:].sum(dim=1, keepdim=True)
+    return torch.cat([background, logits_new[:, 1:num_old]], dim=1)
+
+
+def plop_pod_loss(
+    new: Mapping[str, Tensor],
+    old: Mapping[str, Tensor],
+    factors: Mapping[str, float],
+    num_classes: int,
+    num_new: int,
+    distance: Callable[[Tensor, Tensor], Tensor] = local_pod_distance,
+) -> Tensor:
+    r"""PLOP's POD loss (``features_distillation`` of the authors' code, ``"local"`` type)::
+
+        L = (1 / N) * sum_{l in factors} lambda_l * D(F_new^l, F_old^l) * sqrt(K / K_new)
+
+    with N the number of entries of ``factors`` (PLOP divides by the number of distilled
+    maps, the logits included), D :func:`local_pod_distance`, K the classes seen (all outputs
+    of the new model, background included) and K_new the outputs added at this step (PLOP's
+    ``use_pod_schedule``). An entry whose new map has more channels than the old one (the
+    logits) is first folded by :func:`fold_extra_channels`. An entry with factor 0 adds
+    nothing but still counts in N (as in PLOP's code).
+
+    Args:
+        new: entry name -> ``(B, C_l, h_l, w_l)`` of the model being trained.
+        old: entry name -> the old model's (same shape, or fewer channels for the logits).
+        factors: entry name -> lambda_l (PLOP: 0.01 for the features, 0.0005 the logits).
+        num_classes: K. num_new: K_new.
+        distance: D (a recorder in tests).
+
+    Returns:
+        Scalar float32 tensor.
+
+    Raises:
+        KeyError: an entry missing from ``new``/``old``. ValueError: bad class counts.
+    """
+    if not 1 <= num_new <= num_classes:
+        raise ValueError(f"need 1 <= num_new <= num_classes, got {num_new} and {num_classes}")
+    schedule = math.sqrt(num_classes / num_new)
+    terms: list[Tensor] = []
+    for name, factor in factors.items():
+        for side, maps in (("new", new), ("old", old)):
+            if name not in maps:
+                raise KeyError(f"entry {name!r} missing from the {side} maps (have {sorted(maps)})")
+        f_new, f_old = new[name], old[name]
+        if f_new.shape[1] != f_old.shape[1]:
+            f_new = fold_extra_channels(f_new, f_old.shape[1])
+        if factor == 0:
+            continue
+        terms.append(float(factor) * schedule * distance(f_new, f_old).float())
+    if not terms:
+        anchors = [t.float().sum() * 0 for t in new.values()]
+        return torch.stack(anchors).sum() if anchors else torch.zeros(())
+    return torch.stack(terms).sum() / len(factors)
 
 
 def normalized_l2_distance(f_new: Tensor, f_old: Tensor, mask: Tensor | None = None) -> Tensor:

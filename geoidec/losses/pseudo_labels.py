@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from geoidec.constants import BACKGROUND, IGNORE_INDEX
@@ -107,6 +108,11 @@ class _ClassHistograms:
         ``min(floor(v * bins), bins - 1)`` of its statistic v. ``mask`` (B, H, W, bool) selects
         the pixels to count (typically those labelled background); all pixels without it.
         The histogram lives on the logits' device (no host transfer per batch).
+
+        In a DDP process group the batch's counts are summed over the processes (one
+        all-reduce of ``num_old x bins`` integers), so every process holds the histogram of
+        the whole global batch and derives the same thresholds. Every process must call
+        ``update`` as often as the others (once per micro-batch, as the engine does).
         """
         if old_logits.ndim != 4 or old_logits.shape[1] != self.num_old:
             raise ValueError(
@@ -123,6 +129,8 @@ class _ClassHistograms:
                 raise ValueError(f"mask shape {tuple(mask.shape)} must be {tuple(keys.shape)}")
             keys = keys[mask]
         counts = torch.bincount(keys.reshape(-1), minlength=self.num_old * self.bins)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(counts)
         self.histogram += counts.view(self.num_old, self.bins)
 
     def counts(self) -> Tensor:
@@ -365,6 +373,7 @@ def entropy_pseudo_label(
     thresholds_entropy: Tensor | Sequence[float] | float,
     ignore_index: int = IGNORE_INDEX,
     uncertain_label: int | None = None,
+    include_background: bool = False,
 ) -> tuple[Tensor, dict[str, Any]]:
     r"""Entropy pseudo-labelling of background pixels (PLOP).
 
@@ -375,8 +384,11 @@ def entropy_pseudo_label(
         c >= 1 and H <  tau_c     -> c
         c >= 1 and H >= tau_c     -> ignore_index
 
-    (PLOP's code also sends uncertain pixels predicted as background to ignore; here, as in
-    IDEC's rule, the old model's background stays background.)
+    With ``include_background=True`` (PLOP's code) the old model's background is judged by
+    its own threshold tau_0 like any old class::
+
+        H <  tau_c                -> c            (c == 0 included: stays background)
+        H >= tau_c                -> ignore_index (c == 0 included: uncertain background)
 
     Args:
         target: ``(B, H, W)`` int64 current labels.
@@ -385,13 +397,29 @@ def entropy_pseudo_label(
             float for every class.
         ignore_index: label given to uncertain pixels.
         uncertain_label: overrides the label of uncertain pixels; ``None`` = ``ignore_index``.
+        include_background: apply the threshold to pixels the old model predicts as
+            background too (PLOP); default: they stay background (IDEC's rule).
 
     Returns:
-        ``(new_target, stats)`` as :func:`pseudo_label`.
+        ``(new_target, stats)`` as :func:`pseudo_label`; with ``include_background``,
+        ``stats["pseudo"][0]`` counts the background pixels kept as background (certain) and
+        ``stats["uncertain"]`` includes the uncertain background ones.
     """
     _check_target(target, old_logits)
     num_old = old_logits.shape[1]
     pred = old_logits.argmax(dim=1)
     ent = normalized_entropy(old_logits)
     tau = _as_thresholds(thresholds_entropy, num_old, old_logits.device)
-    return _relabel(target, pred, ent < tau[pred], num_old, ignore_index, uncertain_label)
+    accept = ent < tau[pred]
+    if not include_background:
+        return _relabel(target, pred, accept, num_old, ignore_index, uncertain_label)
+    background = target == BACKGROUND
+    take = background & accept
+    reject = background & ~accept
+    out = torch.where(take, pred.to(target.dtype), target)
+    out = out.masked_fill(reject, ignore_index if uncertain_label is None else uncertain_label)
+    stats = {
+        "pseudo": torch.bincount(pred[take].reshape(-1), minlength=num_old),
+        "uncertain": int(reject.sum().item()),
+    }
+    return out, stats

@@ -55,6 +55,8 @@ class Batch:
     step: StepPlan
     model: SegmentationModel | None = None
     old_model: SegmentationModel | None = None
+    #: Optimiser steps done so far in this step (micro-batches of one step share it).
+    global_step: int = 0
 
 
 class Method:
@@ -66,6 +68,10 @@ class Method:
 
     def __init__(self, config: MethodConfig) -> None:
         self.config = config
+        #: The step being trained (set by :meth:`start_step`).
+        self.step_plan: StepPlan | None = None
+        #: Outputs of the old model, background included (0 at step 0).
+        self.num_old = 0
 
     def plan(self, schedule: TaskSchedule) -> list[StepPlan]:
         """Incremental plan: step t learns the schedule's step t classes."""
@@ -91,7 +97,7 @@ class Method:
     def start_step(self, plan: StepPlan, num_old: int) -> None:
         """Called before a step's first iteration; ``num_old`` = old model's outputs (0 at
         step 0). Methods reset per-step state here."""
-        self.plan = plan
+        self.step_plan = plan
         self.num_old = num_old
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -2,8 +2,10 @@
 
 Every backbone maps an image ``(B, C, H, W)`` to a dict of four feature maps ``layer1`` ..
 ``layer4`` with strides 4, 8, 16 and 16 (output stride 16: the last stage is dilated instead of
-strided) or 4, 8, 8, 8 (output stride 8: the last two stages are dilated). Channel counts and
-strides are exposed as the ``channels`` and ``strides`` attributes.
+strided) or 4, 8, 8, 8 (output stride 8: the last two stages are dilated); with
+``first_stride=1`` the stem convolution does not downsample and every stride is halved (for
+10-30 m satellite pixels, where a 64 px chip is already 640 m wide). Channel counts and strides
+are exposed as the ``channels`` and ``strides`` attributes.
 
 The parameter names of a backbone are those of the torchvision classification network it wraps
 (``conv1.weight``, ``layer1.0.conv1.weight``, ``features.0.0.weight``, ...), so that torchvision
@@ -78,6 +80,23 @@ def _check_output_stride(output_stride: int) -> None:
         )
 
 
+def _check_first_stride(first_stride: int) -> None:
+    if first_stride not in (1, 2):
+        raise ValueError(f"first_stride must be 1 or 2, got {first_stride}")
+
+
+def _stage_strides(output_stride: int, first_stride: int) -> dict[str, int]:
+    """Stride of each stage relative to the input. ``first_stride=1`` (the stem convolution
+    keeps full resolution, for 10-30 m satellite pixels) halves every stride."""
+    scale = 2 // first_stride
+    return {
+        "layer1": 4 // scale,
+        "layer2": 8 // scale,
+        "layer3": min(16, output_stride) // scale,
+        "layer4": output_stride // scale,
+    }
+
+
 def _fresh_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
     """A copy of ``conv``'s geometry taking ``in_channels`` inputs, freshly initialised."""
     new = nn.Conv2d(
@@ -121,9 +140,11 @@ class ResNetBackbone(Backbone):
     BasicBlock does not support it, so its last stage(s) are dilated with :func:`_dilate`.
     """
 
-    def __init__(self, arch: str, in_channels: int = 3, output_stride: int = 16) -> None:
+    def __init__(self, arch: str, in_channels: int = 3, output_stride: int = 16,
+                 first_stride: int = 2) -> None:
         super().__init__()
         _check_output_stride(output_stride)
+        _check_first_stride(first_stride)
         dilate_flags = [False, output_stride == 8, True]
         builder: Callable[..., tvm.ResNet] = getattr(tvm, arch)
         bottleneck = arch not in ("resnet18", "resnet34")
@@ -137,6 +158,7 @@ class ResNetBackbone(Backbone):
             else:
                 _dilate(net.layer4, 2)
         self.conv1 = net.conv1 if in_channels == 3 else _fresh_first_conv(net.conv1, in_channels)
+        self.conv1.stride = (first_stride, first_stride)
         self.bn1 = net.bn1
         self.relu = net.relu
         self.maxpool = net.maxpool
@@ -148,14 +170,10 @@ class ResNetBackbone(Backbone):
         self.name = arch
         self.in_channels = in_channels
         self.output_stride = output_stride
+        self.first_stride = first_stride
         expansion = 4 if bottleneck else 1
         self.channels = {f"layer{i + 1}": 64 * 2**i * expansion for i in range(4)}
-        self.strides = {
-            "layer1": 4,
-            "layer2": 8,
-            "layer3": min(16, output_stride),
-            "layer4": output_stride,
-        }
+        self.strides = _stage_strides(output_stride, first_stride)
         self.first_conv_key = "conv1.weight"
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
@@ -187,9 +205,11 @@ class MobileNetBackbone(Backbone):
     (and the stride-16 stage too for output stride 8).
     """
 
-    def __init__(self, arch: str, in_channels: int = 3, output_stride: int = 16) -> None:
+    def __init__(self, arch: str, in_channels: int = 3, output_stride: int = 16,
+                 first_stride: int = 2) -> None:
         super().__init__()
         _check_output_stride(output_stride)
+        _check_first_stride(first_stride)
         builder: Callable[..., nn.Module] = getattr(tvm, arch)
         features = builder(weights=None).features
         assert isinstance(features, nn.Sequential)
@@ -217,21 +237,18 @@ class MobileNetBackbone(Backbone):
         assert isinstance(stem, nn.Sequential) and isinstance(stem[0], nn.Conv2d)
         if in_channels != 3:
             stem[0] = _fresh_first_conv(stem[0], in_channels)
+        stem[0].stride = (first_stride, first_stride)
         self.features = features
 
         self.name = arch
         self.in_channels = in_channels
         self.output_stride = output_stride
+        self.first_stride = first_stride
         self.channels = {
             stage: self._out_channels(features[end - 1])
             for stage, end in zip(STAGES, self.stage_ends, strict=True)
         }
-        self.strides = {
-            "layer1": 4,
-            "layer2": 8,
-            "layer3": min(16, output_stride),
-            "layer4": output_stride,
-        }
+        self.strides = _stage_strides(output_stride, first_stride)
         self.first_conv_key = "features.0.0.weight"
 
     @staticmethod
@@ -252,22 +269,26 @@ class MobileNetBackbone(Backbone):
 
 
 def _resnet(arch: str) -> Callable[..., Backbone]:
-    def factory(in_channels: int = 3, output_stride: int = 16) -> Backbone:
-        return ResNetBackbone(arch, in_channels=in_channels, output_stride=output_stride)
+    def factory(in_channels: int = 3, output_stride: int = 16, first_stride: int = 2
+                ) -> Backbone:
+        return ResNetBackbone(arch, in_channels=in_channels, output_stride=output_stride,
+                              first_stride=first_stride)
 
     factory.__doc__ = f"torchvision {arch} backbone."
     return factory
 
 
 def _mobilenet(arch: str) -> Callable[..., Backbone]:
-    def factory(in_channels: int = 3, output_stride: int = 16) -> Backbone:
-        return MobileNetBackbone(arch, in_channels=in_channels, output_stride=output_stride)
+    def factory(in_channels: int = 3, output_stride: int = 16, first_stride: int = 2
+                ) -> Backbone:
+        return MobileNetBackbone(arch, in_channels=in_channels, output_stride=output_stride,
+                                 first_stride=first_stride)
 
     factory.__doc__ = f"torchvision {arch} backbone."
     return factory
 
 
-#: Registry: name -> factory ``(in_channels=3, output_stride=16) -> Backbone``.
+#: Registry: name -> factory ``(in_channels=3, output_stride=16, first_stride=2) -> Backbone``.
 BACKBONES: dict[str, Callable[..., Backbone]] = {
     "resnet101": _resnet("resnet101"),
     "resnet50": _resnet("resnet50"),
@@ -297,10 +318,11 @@ def canonical_backbone_name(name: str) -> str:
     raise ValueError(f"Unknown backbone '{name}'.{hint} Available backbones: {available}.")
 
 
-def build_backbone(name: str, in_channels: int = 3, output_stride: int = 16) -> Backbone:
+def build_backbone(name: str, in_channels: int = 3, output_stride: int = 16,
+                   first_stride: int = 2) -> Backbone:
     """Instantiate a registered backbone with random weights."""
     return BACKBONES[canonical_backbone_name(name)](
-        in_channels=in_channels, output_stride=output_stride
+        in_channels=in_channels, output_stride=output_stride, first_stride=first_stride
     )
 
 

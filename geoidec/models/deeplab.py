@@ -14,12 +14,18 @@ from geoidec.models.backbones import (
     canonical_backbone_name,
     load_backbone_weights,
 )
-from geoidec.models.heads import ASPP, IncrementalClassifier, atrous_rates_for
+from geoidec.models.heads import (
+    ASPP,
+    HEADS,
+    IncrementalClassifier,
+    LRASPPContext,
+    atrous_rates_for,
+)
 
 __all__ = ["FEATURE_NAMES", "SegOutput", "SegmentationModel", "build_model"]
 
 #: Keys of :attr:`SegOutput.features`.
-FEATURE_NAMES: tuple[str, ...] = ("layer1", "layer2", "layer3", "aspp")
+FEATURE_NAMES: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4", "aspp", "logits")
 
 
 class SegOutput(NamedTuple):
@@ -28,8 +34,11 @@ class SegOutput(NamedTuple):
     Attributes:
         logits: ``(B, K, H, W)`` class scores at the input's size (bilinear upsampling,
             ``align_corners=False``); K counts all classes, background (index 0) included.
-        features: ``layer1``, ``layer2``, ``layer3`` (backbone stages, strides 4, 8, 16 at
-            output stride 16) and ``aspp`` (ASPP output before dropout, stride 16).
+        features: ``layer1``, ``layer2``, ``layer3``, ``layer4`` (backbone stages, strides 4,
+            8, 16, 16 at output stride 16; ``layer4`` is the ASPP's input) and ``aspp``
+            (the head's context features before dropout: the ASPP output, or LR-ASPP's
+            attention-scaled branch; stride 16), and ``logits``: the class scores before
+            upsampling (stride 16; LR-ASPP: ``layer2``'s stride), which PLOP distils.
     """
 
     logits: Tensor
@@ -39,8 +48,13 @@ class SegOutput(NamedTuple):
 class SegmentationModel(nn.Module):
     """DeepLabV3: backbone -> ASPP -> dropout -> growing 1x1-conv classifier.
 
-    Build it with :func:`build_model`. Training mode needs batches of at least 2 images (the
-    ASPP image-pooling branch has BatchNorm on a 1x1 map); eval mode accepts batch 1.
+    With ``head="lraspp"`` the ASPP is LR-ASPP's context branch (:class:`LRASPPContext`) and a
+    second growing classifier on ``layer2`` adds its logits (LR-ASPP's low-level branch), as
+    in torchvision's LR-ASPP MobileNetV3.
+
+    Build it with :func:`build_model`. With the ASPP head, training mode needs batches of at
+    least 2 images (the image-pooling branch has BatchNorm on a 1x1 map); eval mode accepts
+    batch 1.
     """
 
     def __init__(
@@ -50,14 +64,25 @@ class SegmentationModel(nn.Module):
         *,
         aspp_channels: int = 256,
         dropout: float = 0.1,
+        head: str = "aspp",
     ) -> None:
         super().__init__()
+        if head not in HEADS:
+            raise ValueError(f"unknown head '{head}'; valid: {', '.join(HEADS)}")
         self.backbone = backbone
-        self.aspp = ASPP(
-            backbone.channels["layer4"],
-            atrous_rates_for(backbone.output_stride),
-            out_channels=aspp_channels,
-        )
+        self.head = head
+        self.aspp: ASPP | LRASPPContext
+        self.low_classifier: IncrementalClassifier | None = None
+        if head == "lraspp":
+            self.aspp = LRASPPContext(backbone.channels["layer4"], aspp_channels)
+            self.low_classifier = IncrementalClassifier(backbone.channels["layer2"],
+                                                        classes_per_step)
+        else:
+            self.aspp = ASPP(
+                backbone.channels["layer4"],
+                atrous_rates_for(backbone.output_stride),
+                out_channels=aspp_channels,
+            )
         self.dropout = nn.Dropout(dropout)
         self.classifier = IncrementalClassifier(aspp_channels, classes_per_step)
         # Projection head for region-wise contrastive learning (IDEC's ARCL): 2-layer 1x1 conv
@@ -90,7 +115,9 @@ class SegmentationModel(nn.Module):
             "layer1": ch["layer1"],
             "layer2": ch["layer2"],
             "layer3": ch["layer3"],
+            "layer4": ch["layer4"],
             "aspp": self._aspp_channels,
+            "logits": self.num_classes,
         }
 
     @property
@@ -101,7 +128,9 @@ class SegmentationModel(nn.Module):
             "layer1": st["layer1"],
             "layer2": st["layer2"],
             "layer3": st["layer3"],
+            "layer4": st["layer4"],
             "aspp": st["layer4"],
+            "logits": st["layer2"] if self.low_classifier is not None else st["layer4"],
         }
 
     @property
@@ -114,6 +143,8 @@ class SegmentationModel(nn.Module):
             "aspp_channels": self._aspp_channels,
             "output_stride": self.backbone.output_stride,
             "dropout": self._dropout_p,
+            "first_stride": self.backbone.first_stride,
+            "head": self.head,
         }
 
     def add_step(self, n_new: int) -> None:
@@ -122,15 +153,19 @@ class SegmentationModel(nn.Module):
         Create the optimiser after calling this, so that it sees the new head's parameters.
         """
         self.classifier.add_step(n_new)
+        if self.low_classifier is not None:  # summed logits: one background shift is enough
+            self.low_classifier.add_step(n_new, shift_background=False)
 
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the backbone."""
         return self.backbone.parameters()
 
     def head_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the decoder: ASPP, classifier and projection head."""
+        """Parameters of the decoder: ASPP, classifier(s) and projection head."""
         yield from self.aspp.parameters()
         yield from self.classifier.parameters()
+        if self.low_classifier is not None:
+            yield from self.low_classifier.parameters()
         yield from self.projection.parameters()
 
     def project(self, aspp_features: Tensor) -> Tensor:
@@ -153,12 +188,19 @@ class SegmentationModel(nn.Module):
         stages = self.backbone(x)
         aspp = self.aspp(stages["layer4"])
         logits = self.classifier(self.dropout(aspp))
+        if self.low_classifier is not None:
+            low = stages["layer2"]
+            logits = F.interpolate(logits, size=low.shape[-2:], mode="bilinear",
+                                   align_corners=False) + self.low_classifier(low)
+        small = logits
         logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
         features = {
             "layer1": stages["layer1"],
             "layer2": stages["layer2"],
             "layer3": stages["layer3"],
+            "layer4": stages["layer4"],
             "aspp": aspp,
+            "logits": small,
         }
         return SegOutput(logits, features)
 
@@ -175,6 +217,8 @@ def build_model(
     output_stride: int = 16,
     weights: str = "none",
     dropout: float = 0.1,
+    first_stride: int = 2,
+    head: str = "aspp",
 ) -> SegmentationModel:
     """Build a DeepLabV3 segmentation model with one classifier head per listed step.
 
@@ -191,16 +235,21 @@ def build_model(
             :func:`~geoidec.models.backbones.load_backbone_weights`. Only the backbone is
             initialised from it.
         dropout: dropout probability before the classifier.
+        first_stride: 2 (the backbone's own stem) or 1 (no downsampling in the stem: every
+            feature map twice as fine, four times the compute; for 10-30 m pixels).
+        head: ``"aspp"`` (DeepLabV3) or ``"lraspp"`` (LR-ASPP: a light context branch plus
+            a low-level classifier on ``layer2``).
 
     Raises:
         ValueError: unknown backbone or invalid argument.
         WeightsError: weights could not be loaded.
     """
     name = canonical_backbone_name(backbone)
-    net = build_backbone(name, in_channels=in_channels, output_stride=output_stride)
+    net = build_backbone(name, in_channels=in_channels, output_stride=output_stride,
+                         first_stride=first_stride)
     load_backbone_weights(net, name, weights)
     model = SegmentationModel(
-        net, list(classes_per_step), aspp_channels=aspp_channels, dropout=dropout
+        net, list(classes_per_step), aspp_channels=aspp_channels, dropout=dropout, head=head
     )
     # torchvision's MobileNets use BatchNorm momentum 0.01, tuned for 600-epoch ImageNet runs:
     # with a few hundred iterations their running statistics stay near the initial (0, 1) and

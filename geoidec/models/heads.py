@@ -9,7 +9,10 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.segmentation.deeplabv3 import ASPP as _TorchvisionASPP
 
-__all__ = ["ASPP", "IncrementalClassifier", "atrous_rates_for"]
+__all__ = ["ASPP", "HEADS", "IncrementalClassifier", "LRASPPContext", "atrous_rates_for"]
+
+#: Decoder heads of :func:`geoidec.models.build_model`.
+HEADS: tuple[str, ...] = ("aspp", "lraspp")
 
 
 def atrous_rates_for(output_stride: int) -> tuple[int, int, int]:
@@ -54,6 +57,34 @@ class ASPP(_TorchvisionASPP):
         return self._pool_bn is not None and self._pool_bn.training
 
 
+class LRASPPContext(nn.Module):
+    """The high-resolution branch of LR-ASPP (Howard et al., "Searching for MobileNetV3"):
+    ``relu(bn(conv1x1(x))) * sigmoid(conv1x1(avgpool(x)))``.
+
+    A light alternative to :class:`ASPP` (no atrous convolutions, whose rates of 6-18 reach
+    past a 64 px satellite chip's feature map). Its output plays the ASPP output's role: it is
+    distilled, projected for region contrast and classified;
+    :class:`~geoidec.models.deeplab.SegmentationModel` adds the low-level classifier on
+    ``layer2``.
+    """
+
+    needs_batch_of_two = False
+
+    def __init__(self, in_channels: int, out_channels: int = 128) -> None:
+        super().__init__()
+        self.cbr = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+        self.scale = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(in_channels, out_channels, 1), nn.Sigmoid()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.cbr(x) * self.scale(x)
+
+
 class IncrementalClassifier(nn.ModuleList):
     """A list of 1x1-conv heads, one per learning step, whose outputs are concatenated.
 
@@ -85,13 +116,14 @@ class IncrementalClassifier(nn.ModuleList):
         return torch.cat([head(x) for head in self], dim=1)
 
     @torch.no_grad()
-    def add_step(self, n_new: int) -> nn.Conv2d:
+    def add_step(self, n_new: int, shift_background: bool = True) -> nn.Conv2d:
         """Append a head of ``n_new`` classes with MiB initialisation and return it.
 
         The new classes copy the background weights; their biases and the background bias are
         set to ``b_bg - log(n_new + 1)``. The softmax over the old foreground classes is then
         unchanged and the old background probability is split evenly between the background
-        and the new classes.
+        and the new classes. ``shift_background=False`` copies the background bias unshifted
+        (the second of two classifiers whose logits are summed, where one shift is enough).
         """
         if int(n_new) < 1:
             raise ValueError(f"n_new must be a positive int, got {n_new}")
@@ -102,7 +134,7 @@ class IncrementalClassifier(nn.ModuleList):
             device=first.weight.device, dtype=first.weight.dtype
         )
         assert head.bias is not None
-        bg_bias = first.bias[0] - math.log(n_new + 1)
+        bg_bias = first.bias[0] - (math.log(n_new + 1) if shift_background else 0.0)
         head.weight.copy_(first.weight[0:1].expand_as(head.weight))
         head.bias.fill_(bg_bias.item())
         first.bias[0] = bg_bias
