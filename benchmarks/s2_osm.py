@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.windows import Window
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "s2_osm"
@@ -31,8 +32,11 @@ VAL_COLUMNS = 192  # the eastern 192 of 768 columns of the west half
 def _crop(src_path: Path, dst_path: Path, window: Window) -> None:
     with rasterio.open(src_path) as src:
         profile = src.profile.copy()
+        t = src.transform
+        col, row = int(window.col_off), int(window.row_off)
         profile.update(width=int(window.width), height=int(window.height),
-                       transform=src.window_transform(window))
+                       transform=Affine(t.a, t.b, t.c + col * t.a + row * t.b,
+                                        t.d, t.e, t.f + col * t.d + row * t.e))
         data = src.read(window=window)
     with rasterio.open(dst_path, "w", **profile) as dst:
         dst.write(data)

@@ -55,7 +55,9 @@ def train(
         help="Dataset folder (default data/potsdam, data/vaihingen).")] = None,
     out: Annotated[Path | None, typer.Option(
         help="Run folder (default runs/DATASET-STEPS-METHOD).")] = None,
-    preset: Annotated[str, typer.Option(help="cpu, paper, or a YAML file.")] = "cpu",
+    preset: Annotated[str, typer.Option(
+        help="auto (satellite for pixels of 2 m or coarser, else cpu), cpu, satellite, paper "
+        "(GPU), or a YAML file.")] = "auto",
     iterations: Annotated[int | None, typer.Option(help="Iterations per step.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Chips per batch.")] = None,
     tile_size: Annotated[int | None, typer.Option(help="Chip size in pixels.")] = None,
@@ -99,8 +101,14 @@ def train(
     }
     if iterations is not None:
         overrides["train.iterations_incremental"] = iterations
-    load_config(preset, overrides, set_ or [])  # a typo stops here, before data is read
+    # a typo stops here, before data is read
+    load_config("cpu" if preset == "auto" else preset, overrides, set_ or [])
     spec = load_dataset(dataset, root, modality)
+    if preset == "auto":
+        from geoidec.data.registry import auto_preset
+
+        preset, why = auto_preset(spec)
+        _echo(f"preset {preset} ({why}; another with --preset)")
     preset_name = Path(preset).stem if preset.endswith((".yaml", ".yml")) else preset
     cfg = load_config(preset, overrides, set_ or [],
                       dataset_defaults=spec.preset_overrides.get(preset_name))

@@ -85,8 +85,12 @@ class DataConfig:
     modality: Modality = "rgb"
     #: Chips of step t must contain at least this fraction of pixels of step t's classes.
     min_class_fraction: float = 0.002
-    #: Chips with less valid (non-nodata) area than this are skipped.
+    #: Chips with less valid area than this are skipped (valid: imagery that is not nodata
+    #: and labelled; lower it for sparse labels).
     min_valid_fraction: float = 0.5
+    #: Share of training chips drawn class-balanced (a class drawn uniformly among the
+    #: step's classes, then a chip around one of its pixels) instead of uniformly in space.
+    balanced_chips: float = 0.0
     #: DataLoader worker processes (0: read in the training process).
     num_workers: int = 0
     #: Pixels sampled in total (spread evenly over the training scenes, at least 1024 each)

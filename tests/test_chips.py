@@ -262,3 +262,52 @@ def test_plan_counts_chips_skipped_as_nodata(tmp_path: Path,
     accepted, drawn, nodata, classes = (int(x) for x in found.groups())
     assert (accepted, classes) == (20, 0)
     assert nodata > 0 and accepted + nodata + classes == drawn
+
+
+def _grid_from_label(tmp_path: Path, label: np.ndarray, name: str = "bal"):  # noqa: ANN202
+    """A ClassGrid of a value label raster (values 1..3 -> classes 1..3, 0 ignored)."""
+    from affine import Affine
+
+    from geoidec.data.base import Scene, ValueDecoder
+
+    path = tmp_path / f"{name}.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=label.shape[1], height=label.shape[0],
+                       count=1, dtype="uint8", transform=Affine.identity()) as dst:
+        dst.write(label.astype(np.uint8), 1)
+    decoder = ValueDecoder(values=(1.0, 2.0, 3.0), ignore_values=(0.0,))
+    return build_class_grid(Scene(name, path, path), decoder, 4, block=16)
+
+
+def test_cell_counts_match_the_label(tmp_path: Path) -> None:
+    label = np.full((64, 48), 1, dtype=np.uint8)
+    label[40:44, 20:30] = 3  # 4 rows x 10 columns: cells (2, 1) and (2, 0..1)
+    grid = _grid_from_label(tmp_path, label)
+    counts = grid.cell_counts(3)
+    expected = np.zeros((4, 3), dtype=np.int64)
+    expected[2, 1] = 4 * 10  # columns 20-29 all in cell column 1 (16-31)
+    np.testing.assert_array_equal(counts, expected)
+    assert grid.cell_counts(2).sum() == 0  # absent class
+    assert grid.cell_counts(1).sum() == 64 * 48 - 40
+
+
+def test_balanced_chips_find_a_rare_class(tmp_path: Path) -> None:
+    label = np.full((256, 256), 1, dtype=np.uint8)
+    label[200:208, 16:24] = 3  # 64 px of class 3 in one corner (0.1 % of the scene)
+    grid = _grid_from_label(tmp_path, label)
+
+    def holding(chips: list) -> int:
+        return sum(int(grid.counts(w, inner=False)[3] > 0) for _, w in chips)
+
+    uniform = plan_chips([grid], [1, 3], 200, 32, torch.Generator().manual_seed(0),
+                         min_class_fraction=0.0, min_valid_fraction=0.0)
+    balanced = plan_chips([grid], [1, 3], 200, 32, torch.Generator().manual_seed(0),
+                          min_class_fraction=0.0, min_valid_fraction=0.0, balanced=1.0)
+    again = plan_chips([grid], [1, 3], 200, 32, torch.Generator().manual_seed(0),
+                       min_class_fraction=0.0, min_valid_fraction=0.0, balanced=1.0)
+    assert _key(balanced) == _key(again)
+    # a 32 px chip holds the 8 x 8 block from about 1 in 64 positions uniformly; balanced,
+    # half the chips target class 3 and every one of those holds it
+    assert holding(uniform) < 15
+    assert 70 <= holding(balanced) <= 130
+    for _, w in balanced:  # inside the raster
+        assert 0 <= w.row_off <= 256 - 32 and 0 <= w.col_off <= 256 - 32

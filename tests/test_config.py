@@ -22,7 +22,7 @@ SECTIONS = ["model", "data", "train", "augment", "eval", "method"]
 
 
 def test_bundled_presets() -> None:
-    assert {"cpu", "paper"} <= set(preset_names())
+    assert {"cpu", "paper", "satellite"} <= set(preset_names())
 
 
 def test_cpu_preset() -> None:

@@ -56,7 +56,8 @@ def image(label: np.ndarray, seed: int) -> np.ndarray:
 
 
 def make_dataset(root: Path, *, train: int = 2, test: int = 2, size: int = 48,
-                 ignore_values: tuple[float, ...] = ()) -> Path:
+                 ignore_values: tuple[float, ...] = (), res: float = RES,
+                 crs: str | None = CRS) -> Path:
     """``root/dataset.yaml`` over ``train`` + ``test`` scenes ``train_i``/``test_i``
     (``images/NAME.tif``, ``labels/NAME.tif``), side by side on the ground."""
     root = Path(root)
@@ -64,9 +65,10 @@ def make_dataset(root: Path, *, train: int = 2, test: int = 2, size: int = 48,
              "test": [f"test_{i}" for i in range(test)]}
     for k, name in enumerate(names["train"] + names["test"]):
         lab = labels(size, seed=k)
-        x0 = 500000.0 + k * size * RES
-        write_tif(root / "images" / f"{name}.tif", image(lab, seed=100 + k), x0=x0)
-        write_tif(root / "labels" / f"{name}.tif", lab, x0=x0)
+        x0 = 500000.0 + k * size * res
+        write_tif(root / "images" / f"{name}.tif", image(lab, seed=100 + k), x0=x0, res=res,
+                  crs=crs)
+        write_tif(root / "labels" / f"{name}.tif", lab, x0=x0, res=res, crs=crs)
     doc = {
         "name": "tiny",
         "images": {s: [f"images/{n}.tif" for n in ns] for s, ns in names.items()},

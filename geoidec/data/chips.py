@@ -84,6 +84,15 @@ class ClassGrid:
         """Pixel counts per class over the whole scene (last entry: ignored)."""
         return self._expand(self.cum[:, -1, -1])
 
+    def cell_counts(self, index: int) -> np.ndarray:
+        """Pixels of class ``index`` (dataset index) in every cell, ``(rows, cols)`` int64."""
+        rows, cols = self.cum.shape[1] - 1, self.cum.shape[2] - 1
+        where = np.flatnonzero(self.present == index)
+        if where.size == 0:
+            return np.zeros((rows, cols), dtype=np.int64)
+        c = self.cum[where[0]].astype(np.int64)
+        return c[1:, 1:] - c[:-1, 1:] - c[1:, :-1] + c[:-1, :-1]
+
     def counts(self, window: Window, inner: bool = True) -> np.ndarray:
         """Pixel counts per class (dataset index; last entry: ignored) in the cells fully
         inside the window (``inner``) or in every cell the window touches."""
@@ -147,6 +156,7 @@ def plan_chips(
     min_class_fraction: float = 0.002,
     min_valid_fraction: float = 0.5,
     rounds: int = 6,
+    balanced: float = 0.0,
 ) -> list[tuple[int, Window]]:
     """``count`` chips (scene index, window) whose content passes the step's filter.
 
@@ -154,6 +164,10 @@ def plan_chips(
     RandomGeoSampler with ``generator``, so the plan is deterministic under a seed. The class
     grid rejects hopeless candidates cheaply (upper bounds from the cells a chip touches);
     the rest are checked exactly by reading their label window.
+
+    ``balanced`` (0 to 1) is the share of candidates drawn class-balanced instead
+    (:func:`balanced_windows`: a class drawn uniformly among ``classes``, then a chip around
+    one of its pixels), so rare classes are seen as often as common ones.
     """
     if count <= 0:
         return []
@@ -178,9 +192,47 @@ def plan_chips(
 
     try:
         return _draw(grids, wanted, count, size, generator, min_class_fraction,
-                     min_valid_fraction, rounds, exact)
+                     min_valid_fraction, rounds, exact, balanced)
     finally:
         readers.close()
+
+
+def balanced_windows(
+    grids: Sequence[ClassGrid], classes: Sequence[int], count: int, size: int,
+    generator: torch.Generator,
+) -> list[tuple[int, Window]]:
+    """``count`` class-balanced chips: each draws a class uniformly among the ``classes``
+    present in ``grids``, then a grid cell with probability proportional to that class's
+    pixels in it (over every scene), then a ``size`` px window holding the whole cell at a
+    uniform offset (kept inside the raster when the raster is larger than the window)."""
+    pools = []
+    for c in classes:
+        per_scene = [g.cell_counts(int(c)) for g in grids]
+        weights = np.concatenate([p.ravel() for p in per_scene]).astype(np.float64)
+        if weights.sum() > 0:
+            starts = np.cumsum([0] + [p.size for p in per_scene])
+            pools.append((torch.from_numpy(weights), starts))
+    if not pools or count <= 0:
+        return []
+    picks = torch.randint(len(pools), (count,), generator=generator).tolist()
+    out: list[tuple[int, Window]] = []
+    for k in picks:
+        weights, starts = pools[k]
+        flat = int(torch.multinomial(weights, 1, generator=generator))
+        s = int(np.searchsorted(starts, flat, side="right") - 1)
+        grid = grids[s]
+        cols = grid.cum.shape[2] - 1
+        row, col = divmod(flat - int(starts[s]), cols)
+        b = grid.block
+        offsets = []
+        for cell, extent in ((row, grid.height), (col, grid.width)):
+            low, high = cell * b + b - size, cell * b  # the cell lies inside the window
+            if extent >= size:
+                low, high = max(low, 0), min(high, extent - size)
+            span = max(high - low, 0)
+            offsets.append(low + int(torch.randint(span + 1, (1,), generator=generator)))
+        out.append((s, Window(offsets[1], offsets[0], size, size)))
+    return out
 
 
 def _draw(
@@ -193,6 +245,7 @@ def _draw(
     min_valid_fraction: float,
     rounds: int,
     exact: Callable[[int, Window, float, bool], str | None],
+    balanced: float = 0.0,
 ) -> list[tuple[int, Window]]:
     areas = torch.tensor([float(g.height * g.width) for g in grids])
     accepted: list[tuple[int, Window]] = []
@@ -207,15 +260,20 @@ def _draw(
 
     for _ in range(rounds):
         draws = max(2 * (count - len(accepted)), len(grids))
-        per_scene = torch.bincount(
-            torch.multinomial(areas, draws, replacement=True, generator=generator),
-            minlength=len(grids),
-        )
+        n_balanced = int(round(draws * balanced))
+        draws -= n_balanced
+        per_scene = torch.zeros(len(grids), dtype=torch.long)
+        if draws:
+            per_scene = torch.bincount(
+                torch.multinomial(areas, draws, replacement=True, generator=generator),
+                minlength=len(grids),
+            )
         candidates: list[tuple[int, Window]] = []
         for s, (grid, n) in enumerate(zip(grids, per_scene.tolist(), strict=True)):
             if n:
                 wins = random_windows(grid.height, grid.width, size, n, generator)
                 candidates += [(s, win) for win in wins]
+        candidates += balanced_windows(grids, wanted, n_balanced, size, generator)
         order = torch.randperm(len(candidates), generator=generator).tolist()
         for i in order:
             s, win = candidates[i]

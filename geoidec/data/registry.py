@@ -62,3 +62,32 @@ def load_dataset(name: str, root: str | Path | None = None, modality: str = "rgb
                         "or a path to a dataset YAML")
     loader, default_root = DATASETS[key]
     return loader(Path(root) if root else Path(default_root), modality)
+
+
+#: Pixels at least this coarse (metres) are satellite imagery: the ``satellite`` preset.
+SATELLITE_PIXEL_M = 2.0
+_METRES_PER_DEGREE = 111_320.0
+
+
+def pixel_size_m(spec: DatasetSpec) -> float | None:
+    """Pixel size in metres of the first training image (None without a CRS: pixel space)."""
+    from geoidec.data.base import open_raster
+
+    with open_raster(spec.scenes("train")[0].image) as src:
+        if src.crs is None:
+            return None
+        size = float(max(abs(src.res[0]), abs(src.res[1])))
+        if src.crs.is_geographic:
+            return size * _METRES_PER_DEGREE
+        return size * float(src.crs.linear_units_factor[1])
+
+
+def auto_preset(spec: DatasetSpec) -> tuple[str, str]:
+    """The preset ``--preset auto`` picks, and why: ``satellite`` for pixels of
+    :data:`SATELLITE_PIXEL_M` or coarser (Sentinel-2, Landsat: a light full-resolution model on
+    small chips), ``cpu`` otherwise (aerial orthophotos, photos)."""
+    size = pixel_size_m(spec)
+    if size is not None and size >= SATELLITE_PIXEL_M:
+        return "satellite", f"{size:g} m pixels"
+    where = "no CRS" if size is None else f"{size:g} m pixels"
+    return "cpu", where

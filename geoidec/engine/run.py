@@ -297,7 +297,7 @@ class IncrementalRun:
         chips = plan_chips(
             [grids[i] for i in keep], plan.chip_classes, iterations * self.chips_per_iteration,
             self.tile, generator, min_class_fraction=cfg.data.min_class_fraction,
-            min_valid_fraction=cfg.data.min_valid_fraction,
+            min_valid_fraction=cfg.data.min_valid_fraction, balanced=cfg.data.balanced_chips,
         )
         chips = [(keep[s], window) for s, window in chips]
         dataset = ChipDataset(self.dataset, self.train_scenes, chips, normalization, plan.lut)
