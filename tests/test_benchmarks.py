@@ -53,7 +53,7 @@ def test_forest_scores_like_a_hand_confusion_matrix(tmp_path: Path,
     class Majority:  # predicts class 2 everywhere: IoU is computable by hand
         def __init__(self, **_: object) -> None: ...
 
-        def fit(self, x: np.ndarray, y: np.ndarray) -> "Majority":
+        def fit(self, x: np.ndarray, y: np.ndarray) -> Majority:
             return self
 
         def predict(self, x: np.ndarray) -> np.ndarray:
