@@ -109,5 +109,29 @@ class Method:
         return {}
 
 
+class RunningThresholds:
+    """For methods whose pseudo-labels follow running per-class histograms of the old model
+    (IDEC's confidences, PLOP's entropies): the histograms count every micro-batch, the
+    thresholds in use are refreshed every ``method.pseudo_update_every`` optimiser steps (the
+    micro-batches of one optimiser step share its ``global_step``)."""
+
+    config: MethodConfig
+    #: Thresholds in use, per old class (index 0: background).
+    current: torch.Tensor | None = None
+    #: Optimiser step at which ``current`` was last refreshed.
+    refreshed_at: int = -1
+
+    def _refreshed(self, histograms: Any, old_logits: torch.Tensor, background: torch.Tensor,
+                   global_step: int) -> torch.Tensor:
+        histograms.update(old_logits, mask=background)
+        every = max(self.config.pseudo_update_every, 1)
+        due = global_step % every == 0 and global_step != self.refreshed_at
+        if self.current is None or due:
+            self.current = histograms.thresholds()
+            self.refreshed_at = global_step
+        assert self.current is not None
+        return self.current
+
+
 def _dataset_indices(schedule: TaskSchedule, model_classes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(schedule.dataset_index[c]) for c in model_classes)

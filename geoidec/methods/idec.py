@@ -34,7 +34,7 @@ from geoidec.losses import (
     region_embeddings,
     unbiased_distillation,
 )
-from geoidec.methods.base import Batch, StepPlan
+from geoidec.methods.base import Batch, RunningThresholds, StepPlan
 from geoidec.methods.finetune import Finetune
 
 LAYERS = ("layer1", "layer2", "layer3", "aspp")
@@ -52,7 +52,7 @@ def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Te
     return loss[valid].mean()
 
 
-class IDEC(Finetune):
+class IDEC(RunningThresholds, Finetune):
     name = "idec"
     needs_old_model = True
 
@@ -99,14 +99,7 @@ class IDEC(Finetune):
         cfg = self.config
         if cfg.pseudo_label_mode == "fixed":
             return torch.full((self.num_old,), cfg.pseudo_fixed_threshold)
-        assert self.thresholds is not None
-        self.thresholds.update(old_logits, mask=background)
-        every = max(cfg.pseudo_update_every, 1)
-        due = global_step % every == 0 and global_step != self.refreshed_at
-        if self.current is None or due:
-            self.current = self.thresholds.thresholds()
-            self.refreshed_at = global_step
-        return self.current
+        return self._refreshed(self.thresholds, old_logits, background, global_step)
 
     def _target(self, batch: Batch, old_logits: torch.Tensor) -> torch.Tensor:
         if not self.config.pseudo_labels:

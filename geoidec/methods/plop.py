@@ -62,7 +62,7 @@ from geoidec.losses import (
     local_pod_distance,
     plop_pod_loss,
 )
-from geoidec.methods.base import Batch, StepPlan
+from geoidec.methods.base import Batch, RunningThresholds, StepPlan
 from geoidec.methods.finetune import Finetune
 
 #: Feature maps distilled with ``lambda_pod`` (PLOP: every backbone stage and the ASPP).
@@ -91,7 +91,7 @@ def adaptive_factor(target: torch.Tensor, labelled: torch.Tensor) -> torch.Tenso
     return num / (den + 1e-6)
 
 
-class PLOP(Finetune):
+class PLOP(RunningThresholds, Finetune):
     name = "plop"
     needs_old_model = True
 
@@ -120,14 +120,7 @@ class PLOP(Finetune):
               global_step: int) -> torch.Tensor:
         """Per-class entropy thresholds: counted on every micro-batch, refreshed every
         ``pseudo_update_every`` optimiser steps (micro-batches of one step share it)."""
-        assert self.medians is not None
-        self.medians.update(old_logits, mask=background)
-        every = max(self.config.pseudo_update_every, 1)
-        due = global_step % every == 0 and global_step != self.refreshed_at
-        if self.current is None or due:
-            self.current = self.medians.thresholds()
-            self.refreshed_at = global_step
-        return self.current
+        return self._refreshed(self.medians, old_logits, background, global_step)
 
     def _target(self, batch: Batch, old_logits: torch.Tensor) -> torch.Tensor:
         taus = self._taus(old_logits, batch.target == 0, batch.global_step)
