@@ -280,6 +280,9 @@ class MethodConfig:
     pseudo_quantile: float = 0.5
     pseudo_max_threshold: float = 0.9
     pseudo_fixed_threshold: float = 0.7
+    #: Judge the old model's background by its own threshold like any old class (uncertain
+    #: background predictions become uncertain pixels instead of background targets).
+    pseudo_background: bool = False
     #: Uncertain background pixels (old-class prediction below its threshold): ``ignore``
     #: (the paper's dynamic rule), ``background`` (the authors' fixed rule) or ``auto``
     #: (ignore in dynamic mode, background in fixed mode).

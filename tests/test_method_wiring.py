@@ -171,3 +171,16 @@ def test_uncertain_background_pixels(mode: str, uncertain: str, expected: int) -
     assert stats["pseudo_labels"] == {1: 2 * (8 * 16 - 1), 2: 0}  # rows 0-7 but pixel (0, 0)
     assert stats["uncertain_pixels"] == 2 * 8 * 16
     assert stats["uncertain_label"] == ("ignore" if expected == IGNORE_INDEX else "background")
+
+
+def test_pseudo_background_judges_the_old_background_by_its_threshold() -> None:
+    logits = _old_logits(4.0, 1.0)
+    logits[:, 0, 24:] = 0.3  # rows 24-31: background, but unsure (softmax 0.40)
+    for judged, expected in ((False, 0), (True, IGNORE_INDEX)):
+        method = _idec(feature_kd=False, logit_kd=False, arcl=False, pseudo_label_mode="fixed",
+                       uncertain="ignore", pseudo_background=judged)
+        batch = _batch(method, old_logits=logits)
+        target = method._target(batch, batch.old_out.logits)
+        assert (target[:, 16:24, :16] == 0).all()  # confident background (0.96) stays
+        assert (target[:, 24:, :16] == expected).all()
+        assert method.step_stats()["pseudo_labels"][1] == 2 * (8 * 16 - 1)

@@ -301,9 +301,10 @@ def _relabel(
     num_old: int,
     ignore_index: int,
     uncertain_label: int | None,
+    include_background: bool = False,
 ) -> tuple[Tensor, dict[str, Any]]:
     background = target == BACKGROUND
-    candidate = background & (pred != BACKGROUND)
+    candidate = background if include_background else background & (pred != BACKGROUND)
     take = candidate & accept
     reject = candidate & ~accept
     out = torch.where(take, pred.to(target.dtype), target)
@@ -333,6 +334,7 @@ def pseudo_label(
     thresholds: Tensor | Sequence[float] | float,
     ignore_index: int = IGNORE_INDEX,
     uncertain_label: int | None = None,
+    include_background: bool = False,
 ) -> tuple[Tensor, dict[str, Any]]:
     r"""Confidence pseudo-labelling of background pixels with class-specific thresholds.
 
@@ -343,6 +345,8 @@ def pseudo_label(
         c >= 1 and conf >= tau_c      -> c
         c >= 1 and conf <  tau_c      -> ignore_index   ("uncertain background")
 
+    With ``include_background=True`` the old model's background is an old class like the
+    others: ``conf >= tau_0`` stays background, ``conf < tau_0`` is uncertain too.
     Other targets (new classes, ``ignore_index``) are unchanged.
 
     Args:
@@ -353,17 +357,20 @@ def pseudo_label(
         ignore_index: label given to uncertain pixels.
         uncertain_label: overrides the label of uncertain pixels (e.g. 0 to keep them
             background, as the authors' code does); ``None`` = ``ignore_index``.
+        include_background: judge the old model's background by tau_0 too.
 
     Returns:
         ``(new_target, stats)``: a new tensor (the input is not modified) and
-        ``{"pseudo": (K_old,) int64 pixels relabelled per old class (index 0 always 0),
+        ``{"pseudo": (K_old,) int64 pixels relabelled per old class (index 0: background
+        pixels kept as background, only counted with ``include_background``),
         "uncertain": int pixels set to the uncertain label}``.
     """
     _check_target(target, old_logits)
     num_old = old_logits.shape[1]
     conf, pred = torch.softmax(old_logits.float(), dim=1).max(dim=1)
     tau = _as_thresholds(thresholds, num_old, old_logits.device)
-    return _relabel(target, pred, conf >= tau[pred], num_old, ignore_index, uncertain_label)
+    return _relabel(target, pred, conf >= tau[pred], num_old, ignore_index, uncertain_label,
+                    include_background)
 
 
 @torch.no_grad()
@@ -410,16 +417,5 @@ def entropy_pseudo_label(
     pred = old_logits.argmax(dim=1)
     ent = normalized_entropy(old_logits)
     tau = _as_thresholds(thresholds_entropy, num_old, old_logits.device)
-    accept = ent < tau[pred]
-    if not include_background:
-        return _relabel(target, pred, accept, num_old, ignore_index, uncertain_label)
-    background = target == BACKGROUND
-    take = background & accept
-    reject = background & ~accept
-    out = torch.where(take, pred.to(target.dtype), target)
-    out = out.masked_fill(reject, ignore_index if uncertain_label is None else uncertain_label)
-    stats = {
-        "pseudo": torch.bincount(pred[take].reshape(-1), minlength=num_old),
-        "uncertain": int(reject.sum().item()),
-    }
-    return out, stats
+    return _relabel(target, pred, ent < tau[pred], num_old, ignore_index, uncertain_label,
+                    include_background)

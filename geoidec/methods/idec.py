@@ -106,7 +106,8 @@ class IDEC(RunningThresholds, Finetune):
             return batch.target
         taus = self._taus(old_logits, batch.target == 0, batch.global_step)
         target, stats = pseudo_label(batch.target, old_logits, taus.to(old_logits.device),
-                                     uncertain_label=self.uncertain_label)
+                                     uncertain_label=self.uncertain_label,
+                                     include_background=self.config.pseudo_background)
         self.counts += stats["pseudo"].cpu()
         self.uncertain += int(stats["uncertain"])
         self.labelled += int((batch.target != IGNORE_INDEX).sum())
