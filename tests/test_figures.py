@@ -85,7 +85,8 @@ def test_method_settings_keep_only_the_relevant_keys() -> None:
     cfg = dataclasses.asdict(MethodConfig())
     assert [k for k, _ in method_settings("mib", cfg)] == [
         "logit_kd", "lambda_logit_kd", "kd_temperature"]
-    assert [k for k, _ in method_settings("plop", cfg)] == ["lambda_pod"]
+    assert [k for k, _ in method_settings("plop", cfg)] == [
+        "lambda_pod", "lambda_pod_logits", "plop_adaptive_factor", "pseudo_update_every"]
     assert method_settings("finetune", cfg) == method_settings("joint", cfg) == []
     assert len(method_settings("idec", cfg)) == len(cfg) - 1  # all but the name
 

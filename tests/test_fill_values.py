@@ -328,3 +328,27 @@ def test_declared_fill_value_is_not_reported(tmp_path: Path,
     assert outcome.code == 0, outcome.stderr[-3000:]
     assert "undeclared fill value" not in outcome.stderr
     assert load_checkpoint(run).normalization.fill == (None, 0.0, None)
+
+
+def test_prediction_range_check_leaves_fill_values_out(tmp_path: Path) -> None:
+    from geoidec.data.normalization import Normalization
+    from geoidec.inference.checks import check_input
+
+    rng = np.random.default_rng(0)
+    data = rng.integers(1000, 1101, size=(1, 64, 64)).astype(np.uint16)
+    data[0, :16] = 0  # a quarter of the scene at the fill value
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=1,
+                       dtype="uint16", crs="EPSG:32633",
+                       transform=rasterio.Affine(10, 0, 500000, 0, -10, 5800000)) as dst:
+        dst.write(data)
+    meta = {"crs": "EPSG:32633", "resolution": [10.0, 10.0], "dtype": "uint16"}
+
+    def warnings_with(fill: tuple) -> list[str]:
+        norm = Normalization(low=(1000.0,), high=(1100.0,), mean=(0.5,), std=(0.3,),
+                             fill=fill)
+        with rasterio.open(path) as src:
+            return check_input(src, [1], meta, norm, "scene")
+
+    assert any("values far outside" in m for m in warnings_with(()))
+    assert warnings_with((0.0,)) == []

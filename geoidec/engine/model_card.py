@@ -29,7 +29,7 @@ CARD_NAME = "model_card.md"
 METHOD_KEYS: dict[str, tuple[str, ...] | None] = {
     "idec": None,
     "mib": ("logit_kd", "lambda_logit_kd", "kd_temperature"),
-    "plop": ("lambda_pod",),
+    "plop": ("lambda_pod", "lambda_pod_logits", "plop_adaptive_factor", "pseudo_update_every"),
     "finetune": (),
     "joint": (),
 }

@@ -30,6 +30,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from geoidec.data.base import fill_mask
 from geoidec.data.normalization import Normalization
 
 __all__ = [
@@ -83,9 +84,10 @@ def pixel_size_m(crs: Any, res: Sequence[float]) -> float | None:
 
 
 def sample_values(src: rasterio.DatasetReader, bands: Sequence[int], grid: int = 4,
-                  size: int = 64) -> np.ndarray:
+                  size: int = 64, fill: Sequence[float | None] = ()) -> np.ndarray:
     """Valid pixel values ``(N, C)`` float64 of ``grid x grid`` small windows spread over
-    the raster (cheap on large tiled rasters: a few blocks)."""
+    the raster (cheap on large tiled rasters: a few blocks); pixels where a band holds its
+    ``fill`` value (one per band, None for none) are not valid."""
     h, w = src.height, src.width
     rows = sorted({int(r) for r in np.linspace(0, max(h - size, 0), grid)})
     cols = sorted({int(c) for c in np.linspace(0, max(w - size, 0), grid)})
@@ -93,9 +95,13 @@ def sample_values(src: rasterio.DatasetReader, bands: Sequence[int], grid: int =
     for r in rows:
         for c in cols:
             window = Window(c, r, min(size, w - c), min(size, h - r))
-            data = src.read(list(bands), window=window).astype(np.float64)
+            raw = src.read(list(bands), window=window)
+            data = raw.astype(np.float64)
             ok = src.read_masks(list(bands), window=window).min(axis=0) > 0
             ok &= np.isfinite(data).all(axis=0)
+            for i, value in enumerate(fill):
+                if value is not None:
+                    ok &= ~fill_mask(raw[i], value)
             samples.append(data[:, ok].T)
     return np.concatenate(samples) if samples else np.zeros((0, len(bands)))
 
@@ -125,7 +131,7 @@ def check_input(
     if expected is not None and dtype != expected:
         _warn(messages, f"{name}: data type {dtype} differs from the training images' "
                         f"{expected}; check that the values are scaled the same way")
-    values = sample_values(src, bands)
+    values = sample_values(src, bands, fill=normalization.fill)
     if len(values):
         p1, p99 = np.percentile(values, [1.0, 99.0], axis=0)
         bad = []
