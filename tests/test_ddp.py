@@ -107,3 +107,36 @@ def test_torchrun_matches_the_forked_run(ddp_run: Path, dataset_yaml: Path,
         assert len(set(ranks["digests"])) == 1
         theirs = json.loads((ddp_run / "logs" / f"step_{step}" / "ranks.json").read_text())
         assert ranks["digests"] == theirs["digests"]
+
+
+def _histogram_rank(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from geoidec.losses import DynamicThresholds
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=2)
+    try:
+        gen = torch.Generator().manual_seed(rank)  # each process sees other pixels
+        logits = torch.randn(2, 3, 8, 8, generator=gen) * 3
+        hist = DynamicThresholds(3)
+        hist.update(logits, mask=torch.ones(2, 8, 8, dtype=torch.bool))
+        torch.save({"histogram": hist.histogram, "thresholds": hist.thresholds()},
+                   f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_threshold_histograms_are_summed_over_processes(tmp_path: Path) -> None:
+    from geoidec.losses import DynamicThresholds
+
+    torch.multiprocessing.spawn(_histogram_rank, args=(free_port(), str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    expected = DynamicThresholds(3)
+    for rank in (0, 1):  # the same batches in one process
+        gen = torch.Generator().manual_seed(rank)
+        expected.update(torch.randn(2, 3, 8, 8, generator=gen) * 3)
+    for got in ranks:
+        assert torch.equal(got["histogram"], expected.histogram)
+        assert torch.equal(got["thresholds"], expected.thresholds())
+    assert int(expected.histogram.sum()) == 2 * 2 * 8 * 8
