@@ -45,12 +45,19 @@ def _echo(message: str) -> None:
 def train(
     dataset: Annotated[str, typer.Argument(
         help="`isprs` (Potsdam), `vaihingen`, or a dataset YAML describing your GeoTIFFs.")],
-    steps: Annotated[str, typer.Option(
+    steps: Annotated[str | None, typer.Option(
         "--steps", "-s", help="Task: `4-1`, `2-2-1`, `15-1` (15 then steps of 1) or class "
-        "names `forest,water|herbaceous`.")],
+        "names `forest,water|herbaceous`; default: every class at once (one step).")] = None,
     method: Annotated[str, typer.Option(
         metavar="<" + "|".join(METHOD_NAMES) + ">",
-        help="idec, mib, plop, finetune (lower bound) or joint (upper bound).")] = "finetune",
+        help="idec, mib, plop, finetune (lower bound) or joint (upper bound).")] = "idec",
+    from_: Annotated[Path | None, typer.Option(
+        "--from", help="Teach this model the dataset's new classes (classes matched by "
+        "name; label values the dataset does not list are background): a run folder (its "
+        "last step) or a step_N.pt checkpoint. Its training data is not needed.")] = None,
+    eval_on: Annotated[list[str] | None, typer.Option(
+        "--eval-on", help="With --from: also score on this dataset's test split, every "
+        "class it lists matched by name (repeatable); gives old / new / all mIoU.")] = None,
     root: Annotated[Path | None, typer.Option(
         help="Dataset folder (default data/potsdam, data/vaihingen).")] = None,
     out: Annotated[Path | None, typer.Option(
@@ -117,13 +124,39 @@ def train(
     if resume is not None and out is not None and Path(out).resolve() != Path(resume).resolve():
         raise DataError(f"--resume {resume} continues that run folder; --out {out} names "
                         "another one (leave --out out)")
-    run_dir = resume or out or Path("runs") / (
-        f"{spec.name}-{steps.replace('|', '_')}-{cfg.method.name}")
-    result = train_run(spec, steps, cfg, run_dir, overwrite=overwrite, echo=_echo, label=label,
-                       step0_from=step0_from, resume=resume)
+    if from_ is not None:
+        result = _train_from(spec, from_, cfg, out, resume, steps, step0_from, eval_on or [],
+                             root, modality, overwrite, label)
+    else:
+        if eval_on:
+            raise DataError("--eval-on scores a --from run on other datasets; a run of one "
+                            "dataset is scored on its own test split")
+        steps = steps or str(len(spec.classes))
+        run_dir = resume or out or Path("runs") / (
+            f"{spec.name}-{steps.replace('|', '_')}-{cfg.method.name}")
+        result = train_run(spec, steps, cfg, run_dir, overwrite=overwrite, echo=_echo,
+                           label=label, step0_from=step0_from, resume=resume)
     if result.primary:
         typer.echo(steps_table(result.report))
         typer.echo(f"run folder: {result.run_dir}  (report.md, report.json, checkpoints/)")
+
+
+def _train_from(spec, parent: Path, cfg, out: Path | None, resume: Path | None,  # noqa: ANN001
+                steps: str | None, step0_from: Path | None, eval_on: list[str],
+                root: Path | None, modality: str, overwrite: bool, label: str | None):  # noqa: ANN202
+    """``train DATASET --from PARENT``: one step from an existing model."""
+    from geoidec.data.base import DataError
+    from geoidec.data.registry import load_dataset
+    from geoidec.engine.extend import extend_run
+
+    if steps is not None:
+        raise DataError("--from adds the dataset's new classes in one step; leave --steps out")
+    if step0_from is not None:
+        raise DataError("--from starts from a model; --step0-from cannot be combined with it")
+    others = [load_dataset(d, root, modality) for d in eval_on]
+    run_dir = resume or out or Path("runs") / f"{spec.name}-from-{Path(parent).name}"
+    return extend_run(spec, parent, cfg, run_dir, eval_on=others, overwrite=overwrite,
+                      echo=_echo, label=label, resume=resume)
 
 
 @app.command()
@@ -133,14 +166,18 @@ def evaluate(
     split: Annotated[Split, typer.Option(help="Split to evaluate.")] = "test",
     root: Annotated[Path | None, typer.Option(help="Dataset folder, if it moved.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    on: Annotated[list[str] | None, typer.Option(
+        "--on", help="Score on this dataset's test split instead (repeatable): every class "
+        "it lists, matched to the model's by name.")] = None,
 ) -> None:
     """Evaluate a run's saved steps again over whole scenes and print the table.
 
-    Example: `geoidec evaluate runs/demo --step 1`
+    Example: `geoidec evaluate runs/demo --step 1`, `geoidec evaluate runs/v2 --on old.yaml`
     """
     from geoidec.engine.evaluation_cli import evaluate_run
 
-    typer.echo(evaluate_run(run, step=step, split=split, root=root, device=device))
+    typer.echo(evaluate_run(run, step=step, split=split, root=root, device=device,
+                            on=on or ()))
 
 
 @app.command()

@@ -63,12 +63,26 @@ def _window_progress(bar: Any, task: Any) -> Callable[[int, int], None]:
     return progress
 
 
+def latest_run(runs: Path) -> Path:
+    """The most recently finished run folder under ``runs`` (a report and a checkpoint)."""
+    from geoidec.data.base import DataError
+
+    done = [p.parent for p in runs.glob("*/report.json")
+            if any((p.parent / "checkpoints").glob("step_*.pt"))] if runs.is_dir() else []
+    if not done:
+        raise DataError(f"no --model given and no finished run under {runs}/; pass --model "
+                        "RUN_FOLDER (or a step_N.pt checkpoint)")
+    return max(done, key=lambda run: (run / "report.json").stat().st_mtime)
+
+
 def predict(
     scenes: Annotated[list[Path], typer.Argument(
         help="Input raster (GeoTIFF, JPEG 2000, PNG, JPEG or any GDAL raster); several "
         "files, a folder or a quoted glob ('scenes/*.tif') predict a batch into --out DIR.",
         show_default=False)],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Run folder or step_N.pt.")],
+    model: Annotated[Path | None, typer.Option(
+        "--model", "-m", help="Run folder or step_N.pt; default: the most recently "
+        "finished run under ./runs.")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="Class map: .tif (COG) or .png (palette PNG); default "
         "SCENE_classes.tif beside the input. For a batch: the output folder.")] = None,
@@ -133,6 +147,11 @@ def predict(
                 import logging
 
                 logging.getLogger("geoidec").setLevel(logging.ERROR)
+        if model is None:
+            model = latest_run(Path("runs"))
+            say_main = typer.echo if group is None or group.is_main else (lambda *a, **k: None)
+            say_main(f"model: {model} (the most recently finished run under ./runs; "
+                     "another with --model)")
         ckpt = load_checkpoint(model, map_location=dev)
         old = load_checkpoint(change_from, map_location=dev) if change_from is not None else None
         options = dict(tile=tile_size, overlap=overlap, batch_size=batch_size, device=dev,

@@ -124,6 +124,10 @@ def deepness_metadata(ckpt: Checkpoint, source: Path) -> dict[str, str]:
             "checkpoint": str(source),
         },
     }
+    codes = ckpt.codes
+    if codes is not None:  # the user's class codes, keyed by output channel like class_names
+        meta["geoidec"]["class_codes"] = {str(i): code for i, code in enumerate(codes)}
+        meta["geoidec"]["nodata_code"] = ckpt.nodata_code
     resolution = _resolution_cm(ckpt)
     if resolution is not None:
         meta["resolution"] = resolution

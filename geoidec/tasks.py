@@ -40,7 +40,7 @@ import torch
 
 from geoidec.constants import BACKGROUND, IGNORE_INDEX
 
-__all__ = ["TaskSchedule", "TaskSpecError", "remap"]
+__all__ = ["TaskSchedule", "TaskSpecError", "normalise_name", "remap"]
 
 #: Largest number of dataset classes: model indices 1..K must stay below IGNORE_INDEX (255).
 MAX_CLASSES = IGNORE_INDEX - 1
@@ -58,9 +58,13 @@ class TaskSpecError(ValueError):
     """A task specification that cannot be parsed; the message is one user-facing line."""
 
 
-def _normalise(name: str) -> str:
-    """Canonical form for name matching: lower case; runs of spaces/_/- become one ``_``."""
+def normalise_name(name: str) -> str:
+    """Canonical form for class-name matching: lower case; runs of spaces/_/- become one
+    ``_`` (``"Low vegetation"`` == ``"low_vegetation"``)."""
     return _NAME_SEPARATORS.sub("_", name.strip().lower()).strip("_")
+
+
+_normalise = normalise_name
 
 
 def _short_list(names: Sequence[str], limit: int = 12) -> str:

@@ -30,7 +30,7 @@ def _logged_terms(run: Path, step: int) -> set[str]:
 @pytest.fixture(scope="module")
 def base(fake_potsdam: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("methods") / "finetune"
-    _train(fake_potsdam, out)
+    _train(fake_potsdam, out, "--method", "finetune")
     return out
 
 

@@ -41,7 +41,8 @@ def base_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("base")
     dataset = make_dataset(root / "data", train=2, test=1)
     out = root / "run"
-    result = run_cli(["train", dataset, "--steps", "2-1", "--out", out, *TINY])
+    result = run_cli(["train", dataset, "--steps", "2-1", "--out", out, "--method", "finetune",
+                      *TINY])
     assert result.exit_code == 0, (result.output, result.exception)
     return dataset, out
 

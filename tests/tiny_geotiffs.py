@@ -57,9 +57,10 @@ def image(label: np.ndarray, seed: int) -> np.ndarray:
 
 def make_dataset(root: Path, *, train: int = 2, test: int = 2, size: int = 48,
                  ignore_values: tuple[float, ...] = (), res: float = RES,
-                 crs: str | None = CRS) -> Path:
+                 crs: str | None = CRS, values: tuple[int, ...] = VALUES) -> Path:
     """``root/dataset.yaml`` over ``train`` + ``test`` scenes ``train_i``/``test_i``
-    (``images/NAME.tif``, ``labels/NAME.tif``), side by side on the ground."""
+    (``images/NAME.tif``, ``labels/NAME.tif``), side by side on the ground; the label
+    rasters hold ``values`` (one per class of :data:`CLASSES`) instead of 1, 2, 3."""
     root = Path(root)
     names = {"train": [f"train_{i}" for i in range(train)],
              "test": [f"test_{i}" for i in range(test)]}
@@ -68,12 +69,16 @@ def make_dataset(root: Path, *, train: int = 2, test: int = 2, size: int = 48,
         x0 = 500000.0 + k * size * res
         write_tif(root / "images" / f"{name}.tif", image(lab, seed=100 + k), x0=x0, res=res,
                   crs=crs)
+        if values != VALUES:
+            coded = np.asarray((0, *values))[lab]
+            lab = coded.astype(np.uint8 if coded.min() >= 0 and coded.max() <= 255
+                               else np.int32)
         write_tif(root / "labels" / f"{name}.tif", lab, x0=x0, res=res, crs=crs)
     doc = {
         "name": "tiny",
         "images": {s: [f"images/{n}.tif" for n in ns] for s, ns in names.items()},
         "labels": {s: [f"labels/{n}.tif" for n in ns] for s, ns in names.items()},
-        "classes": [{"name": n, "value": v} for n, v in zip(CLASSES, VALUES, strict=True)],
+        "classes": [{"name": n, "value": v} for n, v in zip(CLASSES, values, strict=True)],
     }
     if ignore_values:
         doc["ignore_values"] = list(ignore_values)

@@ -30,10 +30,16 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class ClassInfo:
-    """A class as users see it: a name and an RGB display colour."""
+    """A class as users see it: a name, an RGB display colour and, optionally, its code.
+
+    ``code`` is the pixel value of the class in predicted class maps (a user's own label
+    code, e.g. forest = 5, from a dataset YAML); ``None`` means the model's output index is
+    the code (ISPRS, VOC, ADE20K).
+    """
 
     name: str
     color: tuple[int, int, int]
+    code: int | None = None
 
     def hex(self) -> str:
         """Colour as ``#rrggbb``."""
@@ -139,6 +145,8 @@ class DatasetSpec:
     #: Dataset-specific settings per preset, applied under the user's flags and --set, e.g.
     #: ``{"paper": {"train.batch_size": 24, "train.epochs": 30}}``.
     preset_overrides: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
+    #: Nodata value of predicted class maps (a dataset YAML's ``nodata_code``; 255 otherwise).
+    nodata_code: int = IGNORE_INDEX
 
     @property
     def class_names(self) -> tuple[str, ...]:

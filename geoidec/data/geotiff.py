@@ -13,7 +13,13 @@ Example (paths are relative to the YAML file)::
 
 Label values that no class lists become background (index 0). Optional keys: ``val`` split in
 ``images``/``labels``, ``band_names``, ``rgb_bands`` (1-based, for augmentation and previews),
-``background`` (``{name, color}``) and ``eval_background`` (default false).
+``background`` (``{name, color, code}``) and ``eval_background`` (default false).
+
+Class codes: predicted class maps hold each class's *code*, its label ``value`` unless the
+class gives ``code:`` (needed when label values are not integers 1..254, or to renumber). The
+background's code is ``background: {code: 0}`` (default 0) and the nodata value of the maps
+``nodata_code`` (default 255). Codes are integers 0..255 (the map is uint8), all different,
+none equal to the background's or the nodata code: so 1..254 with the defaults.
 
 ``fill_values`` declares per-band fill values the images' metadata does not (a band filled with
 0 over whole areas, say): a mapping from a band (its 1-based band number in the files, or a
@@ -42,8 +48,10 @@ from geoidec.data.base import (
 
 KEYS = {
     "name", "images", "labels", "bands", "ignore_values", "classes", "band_names", "rgb_bands",
-    "background", "eval_background", "description", "fill_values",
+    "background", "eval_background", "description", "fill_values", "nodata_code",
 }
+CLASS_KEYS = {"name", "value", "color", "code"}
+BACKGROUND_KEYS = {"name", "color", "code"}
 SPLITS = ("train", "val", "test")
 
 
@@ -135,9 +143,10 @@ def load_geotiff_dataset(path: str | Path) -> DatasetSpec:
     for i, item in enumerate(classes_doc):
         if not isinstance(item, dict) or not {"name", "value"} <= set(item):
             raise _fail(path, f"classes[{i}] needs at least 'name' and 'value'")
-        extra = set(item) - {"name", "value", "color"}
+        extra = set(item) - CLASS_KEYS
         if extra:
-            raise _fail(path, f"classes[{i}] has unknown key(s) {sorted(extra)}")
+            raise _fail(path, f"classes[{i}] has unknown key(s) {sorted(extra)}; valid: "
+                              f"{', '.join(sorted(CLASS_KEYS))}")
         color = parse_color(item.get("color", _default_color(i)), f"{path} classes[{i}]")
         classes.append(ClassInfo(str(item["name"]), color))
         values.append(float(item["value"]))
@@ -149,6 +158,16 @@ def load_geotiff_dataset(path: str | Path) -> DatasetSpec:
         raise _fail(path, "two classes share the same label value")
     if len(classes) > 254:
         raise _fail(path, "at most 254 classes are supported")
+    background = doc.get("background") or {}
+    if not isinstance(background, dict):
+        raise _fail(path, "'background' must be a mapping, e.g. {name: other, color: "
+                          "'#000000', code: 0}")
+    extra = set(background) - BACKGROUND_KEYS
+    if extra:
+        raise _fail(path, f"background has unknown key(s) {sorted(extra)}; valid: "
+                          f"{', '.join(sorted(BACKGROUND_KEYS))}")
+    codes, background_code, nodata_code = _codes(path, doc, classes_doc, values)
+    classes = [ClassInfo(c.name, c.color, code) for c, code in zip(classes, codes, strict=True)]
     bands = doc.get("bands")
     if bands is not None and (
         not isinstance(bands, list) or not all(isinstance(b, int) and b >= 1 for b in bands)
@@ -178,7 +197,6 @@ def load_geotiff_dataset(path: str | Path) -> DatasetSpec:
         rgb_bands = (0, 1, 2) if n_bands is None or n_bands >= 3 else None
     else:
         rgb_bands = tuple(int(b) - 1 for b in rgb)
-    background = doc.get("background") or {}
     return DatasetSpec(
         name=str(doc.get("name", path.stem)),
         classes=tuple(classes),
@@ -190,12 +208,67 @@ def load_geotiff_dataset(path: str | Path) -> DatasetSpec:
         background=ClassInfo(
             str(background.get("name", "background")),
             parse_color(background.get("color", "#000000"), f"{path} background"),
+            background_code,
         ),
         eval_background=bool(doc.get("eval_background", False)),
         band_names=tuple(doc.get("band_names") or ()),
         rgb_bands=rgb_bands,  # type: ignore[arg-type]
         meta={"yaml": str(path)},
+        nodata_code=nodata_code,
     )
+
+
+def _explicit_code(path: Path, where: str, value: Any) -> int:
+    """A code given in the YAML: an integer 0..255, else a one-line error."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(path, f"{where} {value!r} is not an integer; codes in the class map are "
+                          "integers 0..255 (uint8), e.g. 5")
+    if not 0 <= value <= 255:
+        raise _fail(path, f"{where} {value} is outside 0..255 (the class map is uint8); "
+                          "give a class a code in 1..254")
+    return value
+
+
+def _codes(path: Path, doc: dict, classes_doc: list, values: list[float]
+           ) -> tuple[list[int], int, int]:
+    """Each class's code in the class map (its ``code:``, else its label value), the
+    background's code and the nodata code, checked: integers 0..255, all different."""
+    nodata = _explicit_code(path, "nodata_code:", doc.get("nodata_code", 255))
+    background = (doc.get("background") or {}).get("code", 0)
+    background = _explicit_code(path, "background.code:", background)
+    if background == nodata:
+        raise _fail(path, f"background.code {background} equals nodata_code {nodata}; give "
+                          "them different values (defaults: background 0, nodata 255)")
+    codes: list[int] = []
+    seen: dict[int, int] = {}
+    for i, (item, value) in enumerate(zip(classes_doc, values, strict=True)):
+        name = item["name"]
+        where = f"classes[{i}] ({name})"
+        if "code" in item:
+            code = _explicit_code(path, f"{where} code:", item["code"])
+            source = "its code:"
+        elif value.is_integer() and 0 <= value <= 255:
+            code, source = int(value), "its label value"
+        else:
+            raise _fail(path, f"{where}: label value {item['value']!r} cannot be its code in "
+                              "the class map (codes are integers 1..254, uint8); add an "
+                              f"explicit code, e.g. {{name: {name}, value: {item['value']!r}, "
+                              "code: 1}")
+        if code == background:
+            raise _fail(path, f"{where} has code {code} ({source}), the background's code; "
+                              "give the class another code: (1..254) or set background: "
+                              "{code: N}")
+        if code == nodata:
+            raise _fail(path, f"{where} has code {code} ({source}), the nodata code "
+                              f"(nodata_code: {nodata}); give the class another code: or set "
+                              "nodata_code")
+        if code in seen:
+            j = seen[code]
+            raise _fail(path, f"classes[{j}] ({classes_doc[j]['name']}) and {where} both have "
+                              f"code {code}; give one of them another code: (1..254)")
+        seen[code] = i
+        codes.append(code)
+    return codes, background, nodata
 
 
 _PALETTE = (

@@ -4,8 +4,11 @@ A checkpoint holds only tensors and plain Python values, so it loads with
 ``torch.load(weights_only=True)`` (a downloaded checkpoint cannot run code). Keys:
 
 ``format``, ``geoidec_version``, ``state_dict``, ``model`` (the architecture, rebuilt with
-``build_model(**model)``), ``classes`` (``[{index, name, color}]`` in model order, background
-first), ``step``, ``step_classes``, ``bands`` (count), ``band_names``, ``rgb_bands``,
+``build_model(**model)``), ``classes`` (``[{index, name, color, code}]`` in model order,
+background first; ``code`` is the class's pixel value in predicted maps, null when the output
+index is the code; older checkpoints have no ``code``), ``nodata_code`` (nodata value of
+predicted maps, 255; absent in older checkpoints), ``step``, ``step_classes``, ``bands``
+(count), ``band_names``, ``rgb_bands``,
 ``normalization``, ``tile_size``, ``overlap``, ``resolution``, ``crs``, ``task`` (the schedule),
 ``method``, ``dataset``, ``config`` (the resolved run configuration).
 """
@@ -20,6 +23,7 @@ from typing import Any
 import torch
 
 from geoidec import __version__
+from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import ClassInfo, DataError
 from geoidec.data.normalization import Normalization
 from geoidec.files import atomic_write
@@ -37,10 +41,23 @@ class Checkpoint:
     classes: list[ClassInfo]
     normalization: Normalization
     meta: dict[str, Any]
+    #: Nodata value of predicted class maps (the dataset's ``nodata_code``; 255 for older
+    #: checkpoints and datasets without codes).
+    nodata_code: int = IGNORE_INDEX
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def codes(self) -> list[int] | None:
+        """Pixel value of each class (model order) in predicted maps, when every class has a
+        code (datasets from a YAML); ``None``: the output index is the code (ISPRS, VOC,
+        ADE20K, checkpoints written before codes existed)."""
+        codes = [c.code for c in self.classes]
+        if any(code is None for code in codes):
+            return None
+        return [int(code) for code in codes]  # type: ignore[arg-type]
 
     @property
     def bands(self) -> int:
@@ -110,7 +127,9 @@ def load_checkpoint(path: str | Path, step: int | None = None,
         raise DataError(f"{file} does not match the model it describes ({first}); it was "
                         f"written by geoidec {payload.get('geoidec_version', '?')}") from None
     model.eval()
-    classes = [ClassInfo(c["name"], tuple(c["color"])) for c in payload["classes"]]
+    classes = [ClassInfo(c["name"], tuple(c["color"]),
+                         None if c.get("code") is None else int(c["code"]))
+               for c in payload["classes"]]
     meta = {k: v for k, v in payload.items() if k not in ("state_dict",)}
     return Checkpoint(
         path=file,
@@ -118,4 +137,5 @@ def load_checkpoint(path: str | Path, step: int | None = None,
         classes=classes,
         normalization=Normalization.from_dict(payload["normalization"]),
         meta=meta,
+        nodata_code=int(payload.get("nodata_code", IGNORE_INDEX)),
     )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from geoidec.config import Config, MethodConfig
-from geoidec.data.base import DataError
+from geoidec.data.base import DataError, DatasetSpec
 from geoidec.data.normalization import with_fill
 from geoidec.data.registry import load_dataset
 from geoidec.engine.checkpoint import load_checkpoint, resolve_checkpoint
@@ -19,14 +22,25 @@ from geoidec.tasks import TaskSchedule
 
 
 def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
-                 root: Path | None = None, device: str = "auto") -> str:
-    """Re-evaluate each saved step (or one) and return the Markdown table."""
+                 root: Path | None = None, device: str = "auto",
+                 on: Sequence[str] = ()) -> str:
+    """Re-evaluate each saved step (or one) and return the Markdown table.
+
+    ``on``: datasets (names or YAMLs) to score instead of the run's own, every class each
+    lists matched to the model's by name (pooled into one table row per step); a ``--from``
+    run is always scored that way (its dataset lists only some classes).
+    """
     task_file = Path(run) / "task.json"
     if not task_file.exists():
         raise DataError(f"{run} is not a geoidec run folder (no task.json)")
     task = json.loads(task_file.read_text())
     ds_meta = task["dataset"]
     source = ds_meta.get("yaml") or ds_meta["name"]
+    if on or task.get("parent"):
+        datasets = [load_dataset(d, root) for d in on] or [
+            load_dataset(source, root or ds_meta.get("root"), ds_meta.get("modality", "rgb"))]
+        return _evaluate_by_name(Path(run), step, split if not on else "test", datasets,
+                                 resolve_device(device))
     dataset = load_dataset(source, root or ds_meta.get("root"), ds_meta.get("modality", "rgb"))
     schedule = TaskSchedule.from_dict(task["task"])
     method = build_method(MethodConfig(name=task["method"]))
@@ -53,4 +67,37 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
                             include_background=dataset.eval_background)
         report["steps"].append({"step": t, "step_classes": [names[c] for c in
                                                             plan.step_classes], **summary})
+    return steps_table(report)
+
+
+def _evaluate_by_name(run: Path, step: int | None, split: str, datasets: Sequence[DatasetSpec],
+                      device: Any) -> str:
+    """Every saved step (or ``step``) scored on ``datasets`` by class name."""
+    from geoidec.engine.extend import evaluate_by_name, summary_by_name
+
+    found = sorted(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("step_*.pt"))
+    steps = [step] if step is not None else found
+    report: dict[str, Any] = {"steps": []}
+    for t in steps:
+        if t not in found:
+            raise DataError(f"step {t} is not part of this run (steps {found})")
+        ckpt = load_checkpoint(run, t, map_location=device)
+        cfg = Config.from_dict(ckpt.meta["config"])
+        names = [c.name for c in ckpt.classes]
+        schedule = TaskSchedule.from_dict(ckpt.meta["task"])
+
+        def evaluate(scenes: Any, decoder: Any, lut: Any, ckpt: Any = ckpt,
+                     cfg: Config = cfg) -> Any:
+            return evaluate_scenes(ckpt.model, scenes, decoder, ckpt.normalization, lut,
+                                   tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
+                                   batch_size=cfg.eval.batch_size, device=device).matrix
+
+        matrix, scored, _ = evaluate_by_name(
+            evaluate, names, [(d, split) for d in datasets], ckpt.normalization,
+            lambda m: print(f"geoidec: {m}", file=sys.stderr))
+        if matrix is None:
+            raise DataError("no dataset lists a class the model knows; nothing to score")
+        summary = summary_by_name(matrix, names, scored, schedule.new_classes(0))
+        report["steps"].append({"step": t, "step_classes": list(ckpt.meta["step_classes"]),
+                                **summary})
     return steps_table(report)

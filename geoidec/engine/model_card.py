@@ -302,6 +302,25 @@ def _data_section(meta: dict[str, Any], config: dict[str, Any],
     return Section("Training data", blocks)
 
 
+def _lineage_section(meta: dict[str, Any]) -> Section | None:
+    """Where the model comes from, for a model taught new classes with ``--from``: its
+    parent (checkpoint and SHA-256) and every step of its history."""
+    lineage = meta.get("lineage") or []
+    parent = meta.get("parent") or {}
+    if not lineage and not parent:
+        return None
+    blocks: list[Block] = []
+    if parent:
+        blocks.append(Fields([("parent checkpoint", str(parent.get("checkpoint", "-"))),
+                              ("parent step", _num(parent.get("step"))),
+                              ("parent sha256", str(parent.get("sha256", "-")))]))
+    blocks.append(Table(["step", "classes learnt", "dataset", "method", "run"],
+                        [[_num(e.get("step")), ", ".join(e.get("classes") or []),
+                          str(e.get("dataset", "-")), str(e.get("method") or "-"),
+                          str(e.get("run", "-"))] for e in lineage], right=(0,)))
+    return Section("Lineage", blocks)
+
+
 def _predict_section(model_path: str, meta: dict[str, Any]) -> Section:
     names = list(meta.get("band_names") or [])
     bands = meta.get("bands")
@@ -356,6 +375,7 @@ def run_card(run_dir: Path) -> Card:
         _input_section(meta),
         _method_section(method, report.get("label"), config, ckpt.get("model")),
         _data_section(meta, config, report, _scene_lists(run_dir)),
+        *[x for x in [_lineage_section(meta)] if x is not None],
         Section("Metrics per step", metrics),
         Section("Figures", figures),
         _predict_section(str(run_dir), meta),
@@ -385,6 +405,7 @@ def checkpoint_card(path: Path) -> Card:
         _input_section(meta),
         _method_section(method, None, config, meta.get("model")),
         _data_section(meta, config, None, {}),
+        *[x for x in [_lineage_section(meta)] if x is not None],
         _predict_section(meta["path"], meta),
     ]
     return Card(title, sections)

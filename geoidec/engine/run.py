@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader
 
 from geoidec import __version__
 from geoidec.config import Config
-from geoidec.data.base import ClassInfo, DataError, DatasetSpec, open_raster
+from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene, open_raster
 from geoidec.data.chips import ChipDataset, build_class_grid, plan_chips
 from geoidec.data.normalization import Normalization, compute_normalization, with_fill
 from geoidec.data.transforms import TrainAugmentation
@@ -177,7 +177,7 @@ class IncrementalRun:
         self.train_scenes = dataset.scenes("train")
         if config.data.train_on_val:
             self.train_scenes += tuple(dataset.splits.get("val", ()))
-        self.eval_scenes = dataset.scenes(config.eval.split)
+        self.eval_scenes = self._evaluation_scenes()
         self.tile = config.data.tile_size
         self.eval_tile = config.eval.tile_size or self.tile
         if not 0 <= config.eval.overlap < self.eval_tile:
@@ -186,6 +186,10 @@ class IncrementalRun:
         self.report: dict[str, Any] = {}
         self.normalization: Normalization | None = None
         self.grids: list = []
+
+    def _evaluation_scenes(self) -> tuple[Scene, ...]:
+        """Scenes evaluated after every step (``eval.split``; an error when there are none)."""
+        return self.dataset.scenes(self.config.eval.split)
 
     @property
     def writes(self) -> bool:
@@ -200,14 +204,7 @@ class IncrementalRun:
         if self.resume is not None:
             self.normalization = self.resume.normalization
         else:
-            self.echo(f"computing normalisation statistics from {len(self.train_scenes)} "
-                      "training scene(s)")
-            found: list[str] = []
-            self.normalization = compute_normalization(
-                self.train_scenes, self.config.data.stats_pixels,
-                band_names=self.dataset.band_names, messages=found)
-            for message in found:  # undeclared fill values, treated as nodata from here on
-                self.echo(message)
+            self.normalization = self._statistics()
         self.train_scenes = with_fill(self.train_scenes, self.normalization)
         self.eval_scenes = with_fill(self.eval_scenes, self.normalization)
         n_classes = len(self.dataset.classes) + 1
@@ -218,7 +215,7 @@ class IncrementalRun:
                 self.grids.append(build_class_grid(scene, self.dataset.decoder, n_classes))
         for message in nodata_messages(self.grids, self.train_scenes):
             self.echo(message)
-        unlisted = unlisted_values_message(unlisted_label_values(
+        unlisted = self._unlisted_message(unlisted_label_values(
             self.dataset, self.train_scenes + self.eval_scenes))
         if unlisted:
             self.echo(unlisted)
@@ -226,6 +223,34 @@ class IncrementalRun:
             open_raster(scene.image).close()
             if scene.label is not None:
                 open_raster(scene.label).close()
+
+    def _unlisted_message(self, found: dict[float, list[str]]) -> str | None:
+        """What to say about label values no class lists (they are background)."""
+        return unlisted_values_message(found)
+
+    def _statistics(self) -> Normalization:
+        """The normalisation statistics of a new run: computed from the training scenes."""
+        self.echo(f"computing normalisation statistics from {len(self.train_scenes)} "
+                  "training scene(s)")
+        found: list[str] = []
+        normalization = compute_normalization(
+            self.train_scenes, self.config.data.stats_pixels,
+            band_names=self.dataset.band_names, messages=found)
+        for message in found:  # undeclared fill values, treated as nodata from here on
+            self.echo(message)
+        return normalization
+
+    def plans(self) -> list[StepPlan]:
+        """The steps of this run, in order."""
+        return self.method.plan(self.schedule)
+
+    def classes_for(self, count: int) -> list[ClassInfo]:
+        """Classes of a model of ``count`` outputs, in model order (background first)."""
+        return model_classes(self.dataset, self.schedule, count)
+
+    def _initial_model(self) -> SegmentationModel | None:
+        """The model the first step starts from (None: a new one)."""
+        return None
 
     def _task_meta(self, normalization: Normalization) -> dict[str, Any]:
         profile = _first_profile(self.train_scenes[0].image)
@@ -330,7 +355,7 @@ class IncrementalRun:
             "label": self.label,
             "steps": [],
         }
-        plans = self.method.plan(self.schedule)
+        plans = self.plans()
         previous, history, done = self._restore_finished(plans)
         for plan in plans[done:]:
             if plan.step == 0 and self.step0_from is not None:
@@ -345,7 +370,7 @@ class IncrementalRun:
                           ) -> tuple[SegmentationModel | None, list[dict[str, Any]], int]:
         """The model, IoU history and count of the steps a resumed run already finished."""
         if self.resume is None:
-            return None, [], 0
+            return self._initial_model(), [], 0
         finished = self.resume.finished(plans)
         entries = [self.resume.entries[p.step] for p in finished]
         self.report["steps"] = list(entries)
@@ -357,7 +382,7 @@ class IncrementalRun:
                       f"finished; continuing with step {plans[len(finished)].step}")
         else:
             self.echo(f"resuming {self.run_dir} at step {plans[0].step}")
-        previous = None
+        previous = self._initial_model()
         if finished:
             previous = load_checkpoint(self.run_dir, finished[-1].step).model.eval()
         return previous, history, len(finished)
@@ -372,7 +397,7 @@ class IncrementalRun:
         model = self._build_model(plan, previous, normalization.bands)
         keep = self._step_scenes(plan, self.grids)
         iterations = _iterations(cfg, plan, len(keep), self.chips_per_iteration)
-        names = [c.name for c in model_classes(self.dataset, self.schedule, model.num_classes)]
+        names = [c.name for c in self.classes_for(model.num_classes)]
         where = str(self.device)
         if self.launch.distributed:
             where = f"{self.launch.world_size} {self.launch.accelerator} processes (DDP)"
@@ -515,13 +540,14 @@ class IncrementalRun:
 
     def _write_step(self, plan: StepPlan, model: SegmentationModel, meta: dict[str, Any],
                     names: list[str], entry: dict[str, Any]) -> None:
-        classes = model_classes(self.dataset, self.schedule, model.num_classes)
+        classes = self.classes_for(model.num_classes)
         ckpt_meta = {
             **meta,
             "step": plan.step,
             "step_classes": entry["step_classes"],
-            "classes": [{"index": i, "name": c.name, "color": list(c.color)}
+            "classes": [{"index": i, "name": c.name, "color": list(c.color), "code": c.code}
                         for i, c in enumerate(classes)],
+            "nodata_code": self.dataset.nodata_code,
             "config": self.config.to_dict(),
         }
         save_checkpoint(self.run_dir / entry["checkpoint"], model, ckpt_meta)
@@ -574,17 +600,30 @@ def train_run(
     steps, method and settings are required.
     """
     schedule = TaskSchedule.parse(steps, dataset.class_names)
-    state = None
-    if resume is not None:
-        if overwrite:
-            raise DataError("--resume continues a run; it cannot be combined with --overwrite")
-        state = ResumeState.load(resume)
+    state = resume_state(resume, overwrite)
+    if state is not None:
         state.check(dataset, schedule, config)
         out = Path(resume)
         label = label or (state.report or {}).get("label")
     # check every setting and read every input before touching the run folder (an
     # --overwrite of a good run with a bad setting or input must not delete it)
     run = IncrementalRun(dataset, schedule, config, Path(out), echo, label, step0_from, state)
+    return start(run, Path(out), overwrite)
+
+
+def resume_state(resume: Path | None, overwrite: bool) -> ResumeState | None:
+    """The interrupted run ``--resume`` continues (None without it)."""
+    if resume is None:
+        return None
+    if overwrite:
+        raise DataError("--resume continues a run; it cannot be combined with --overwrite")
+    return ResumeState.load(resume)
+
+
+def start(run: IncrementalRun, out: Path, overwrite: bool) -> RunResult:
+    """Read and check every input of ``run``, then create its folder (rank 0; an existing
+    one only with ``overwrite``, unless resuming) and run it."""
+    state = run.resume
     if state is None:
         prepare_run_dir(out, overwrite, create=False)
     init_process_group(run.launch)
@@ -598,4 +637,5 @@ def train_run(
     return run.run()
 
 
-__all__ = ["IncrementalRun", "RunResult", "prepare_run_dir", "resolve_device", "train_run"]
+__all__ = ["IncrementalRun", "RunResult", "prepare_run_dir", "resolve_device", "resume_state",
+           "start", "train_run"]

@@ -12,8 +12,10 @@ ends with one error naming the failures.
 At the end, ``DIR/mosaic.vrt`` (+ ``mosaic.qml``) lists every georeferenced class map, like
 ``gdalbuildvrt`` would: union of the bounds, average resolution, sources placed by their
 geotransforms, nodata 255 (nodata areas of one scene never hide another scene), colour
-table, class names and attribute table. Scenes in different CRSs, without a CRS, or with
-rotated geotransforms cannot be mosaicked: the VRT is then skipped with a warning.
+table, class names and attribute table (keyed by the classes' codes, and nodata the
+checkpoint's nodata code, when the checkpoint has codes). Scenes in different CRSs,
+without a CRS, or with rotated geotransforms cannot be mosaicked: the VRT is then skipped
+with a warning.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from geoidec.inference.checks import log
 from geoidec.inference.distributed import PredictGroup
 from geoidec.inference.predict import Prediction, output_paths, predict_scene
 from geoidec.inference.rat import rat_element, write_xml
-from geoidec.inference.writers import write_qml
+from geoidec.inference.writers import names_by_value, pixel_values, write_qml
 
 __all__ = [
     "RASTER_SUFFIXES",
@@ -222,7 +224,10 @@ def predict_many(
         if tifs:
             names = [c.name for c in checkpoint.classes]
             colors = [c.color for c in checkpoint.classes]
-            result.mosaic = write_mosaic_vrt(tifs, out_dir / MOSAIC, names, colors)
+            codes = checkpoint.codes
+            nodata = checkpoint.nodata_code if codes is not None else IGNORE_INDEX
+            result.mosaic = write_mosaic_vrt(tifs, out_dir / MOSAIC, names, colors,
+                                             nodata=nodata, codes=codes)
     return result
 
 
@@ -237,8 +242,12 @@ def write_mosaic_vrt(
     colors: Sequence[Sequence[int]],
     *,
     nodata: int = IGNORE_INDEX,
+    codes: Sequence[int] | None = None,
 ) -> Path | None:
     """Write a ``gdalbuildvrt``-style mosaic VRT of single-band class rasters.
+
+    ``codes[i]`` is the pixel value of class ``i`` in maps of class codes (``None``: the
+    class index); the colour table, category names and attribute table are keyed by it.
 
     Returns ``out``, or ``None`` (with a warning) when the rasters cannot share one grid:
     different CRSs, no CRS, or rotated/south-up geotransforms. Later rasters are drawn over
@@ -283,17 +292,18 @@ def write_mosaic_vrt(
     ET.SubElement(band, "NoDataValue").text = str(nodata)
     ET.SubElement(band, "ColorInterp").text = "Palette"
     categories = ET.SubElement(band, "CategoryNames")
-    for name in class_names:
+    for name in names_by_value(class_names, codes):
         ET.SubElement(categories, "Category").text = str(name)
     table = ET.SubElement(band, "ColorTable")
+    color_of = dict(zip(pixel_values(len(class_names), codes), colors, strict=True))
     for value in range(256):
-        if value < len(colors):
-            r, g, b = (int(c) for c in colors[value][:3])
+        if value in color_of:
+            r, g, b = (int(c) for c in color_of[value][:3])
             a = 255
         else:
             r = g = b = a = 0
         ET.SubElement(table, "Entry", c1=str(r), c2=str(g), c3=str(b), c4=str(a))
-    band.append(rat_element(class_names, colors))
+    band.append(rat_element(class_names, colors, values=codes))
     for path, _, t, w, h, (bh, bw) in infos:
         source = ET.SubElement(band, "ComplexSource")
         rel = os.path.relpath(path.resolve(), out.resolve().parent)
@@ -308,5 +318,6 @@ def write_mosaic_vrt(
         ET.SubElement(source, "NODATA").text = str(nodata)
     ET.indent(root)
     write_xml(out, root)
-    write_qml(out.with_suffix(".qml"), class_names, [tuple(c[:3]) for c in colors], nodata)
+    write_qml(out.with_suffix(".qml"), class_names, [tuple(c[:3]) for c in colors], nodata,
+              codes)
     return out

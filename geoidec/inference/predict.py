@@ -5,9 +5,12 @@ prefetch thread, cosine-blended probabilities in a row-band accumulator) feeds e
 band by band, so memory is bounded by a row band whatever the scene size:
 
 - ``OUT.tif``: the class map (:class:`~geoidec.inference.writers.ClassRasterStream`: COG,
-  colour table, class names, ``OUT.qml``, ``OUT.tif.aux.xml`` raster attribute table); or a
-  palette PNG when ``OUT`` ends in ``.png`` (``.jpg`` is written as ``.png``: JPEG would mix
-  class values);
+  colour table, class names, ``OUT.qml``, ``OUT.tif.aux.xml`` raster attribute table,
+  overviews by MODE); or a palette PNG when ``OUT`` ends in ``.png`` (``.jpg`` is written as
+  ``.png``: JPEG would mix class values). Pixels hold the model's output indices, or, when
+  the checkpoint's classes carry codes (a dataset YAML), the classes' codes: the indices
+  are mapped with a uint8 lookup table just before writing, nodata becomes the checkpoint's
+  nodata code, and every piece of class metadata is keyed by the codes;
 - ``OUT_confidence.tif`` (``confidence``): the maximum class probability, uint8 0..100,
   nodata 255;
 - ``OUT_probabilities.tif`` (``probabilities``): one uint8 0..100 band per class (band
@@ -335,6 +338,21 @@ def _threads_for_forward_only(device: torch.device) -> Iterator[Callable[[Predic
         torch.set_num_threads(threads)
 
 
+def _check_codes(checkpoint: Checkpoint, names: list[str], codes: list[int],
+                 nodata: int) -> None:
+    """The checkpoint's class codes can be written: uint8, all different, none the nodata
+    code (a dataset YAML ensures this; a checkpoint put together otherwise may not)."""
+    seen: dict[int, str] = {}
+    for name, code in zip(names, codes, strict=True):
+        if not 0 <= code <= 255 or code == nodata:
+            raise DataError(f"{checkpoint.path}: class {name} has code {code}, which a uint8 "
+                            f"class map with nodata {nodata} cannot hold")
+        if code in seen:
+            raise DataError(f"{checkpoint.path}: classes {seen[code]} and {name} share the code "
+                            f"{code}; give them different codes in the dataset YAML (code:)")
+        seen[code] = name
+
+
 def _check_outputs_free(paths: OutputPaths, overwrite: bool) -> None:
     if overwrite:
         return
@@ -382,7 +400,9 @@ def predict_scene(
 ) -> Prediction:
     """Sliding-window prediction of ``scene_path`` into ``out`` and the requested extras.
 
-    The class map has the scene's CRS, transform and size, 255 where the input is nodata
+    The class map has the scene's CRS, transform and size, the class of each pixel (its
+    code when the checkpoint's classes have codes, else its output index), the nodata code
+    (255 unless the dataset YAML set ``nodata_code``) where the input is nodata
     (nodata value, alpha band, mask, NaN), a colour table and class names, a QGIS style and a
     raster attribute table beside it. See the module docstring for every output.
 
@@ -449,6 +469,10 @@ def predict_scene(
     names = [c.name for c in checkpoint.classes]
     colors = [c.color for c in checkpoint.classes]
     k = checkpoint.num_classes
+    codes = checkpoint.codes
+    nodata = checkpoint.nodata_code if codes is not None else IGNORE_INDEX
+    if codes is not None:
+        _check_codes(checkpoint, names, codes, nodata)
     model = checkpoint.model.to(device).eval()
     amp = device.type == "cuda"
     predict_fn = probability_fn(model, device, amp=amp)
@@ -498,7 +522,7 @@ def predict_scene(
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 if main:
                     sinks = _Sinks(paths, names, colors, k, change_from, provenance, geo,
-                                   sampler)
+                                   sampler, codes=codes, nodata=nodata)
                 handles = _ThreadReaders(reader.scene)
                 read = _window_reader(handles, normalizations, sampler)
                 strips = StripPredictor(predictor, strip_width=strip_width,
@@ -515,7 +539,7 @@ def predict_scene(
                         _, count = polygonize_class_raster(
                             sinks.classes.converted, paths.vectors, names, simplify=simplify,
                             band_rows=vector_band_rows, overwrite=overwrite,
-                            nodata=IGNORE_INDEX)
+                            nodata=nodata, codes=codes)
                     if paths.preview is not None and sampler is not None:
                         write_preview(paths.preview, sampler, names, colors, title=name,
                                       overwrite=overwrite)
@@ -542,7 +566,7 @@ def predict_scene(
     if sinks is None:  # another rank wrote the outputs
         return Prediction(paths=paths, height=height, width=width, counts=[],
                           nodata_pixels=0, polygons=0, warnings=messages)
-    counts = sinks.classes.counts[:k].tolist()
+    counts = sinks.classes.counts[sinks.classes.values].tolist()
     messages += check_result(counts, sinks.nodata_pixels, height * width, names, name)
     return Prediction(paths=paths, height=height, width=width, counts=counts,
                       nodata_pixels=sinks.nodata_pixels, polygons=polygons, warnings=messages)
@@ -675,18 +699,32 @@ def _layer_count(paths: OutputPaths, k: int) -> int:
             + (paths.change is not None))
 
 
+def code_table(codes: list[int] | None, nodata: int) -> np.ndarray | None:
+    """uint8 lookup table output index -> class code (255, the invalid index -> ``nodata``;
+    every other index too); ``None`` without codes."""
+    if codes is None:
+        return None
+    table = np.full(256, nodata, dtype=np.uint8)
+    table[: len(codes)] = codes
+    return table
+
+
 class _Sinks:
-    """The final output streams of one prediction, fed with :func:`_layers` chunks."""
+    """The final output streams of one prediction, fed with :func:`_layers` chunks (output
+    indices; the class map gets the classes' codes when ``codes`` are given)."""
 
     def __init__(self, paths: OutputPaths, names: list[str], colors: list, k: int,
                  change_from: Checkpoint | None, provenance: dict[str, str],
-                 geo: dict, sampler: PreviewSampler | None) -> None:
+                 geo: dict, sampler: PreviewSampler | None, *,
+                 codes: list[int] | None = None, nodata: int = IGNORE_INDEX) -> None:
         self.k, self.sampler = k, sampler
         self.nodata_pixels = 0
         self.conf = self.probs = self.change = None
         self.streams: list[RasterStream] = []
+        self.code_table = code_table(codes, nodata)
         self.classes = ClassRasterStream(paths.classes, class_names=names, colors=colors,
-                                         fmt=paths.fmt, tags=provenance, **geo)
+                                         codes=codes, nodata=nodata, fmt=paths.fmt,
+                                         tags=provenance, **geo)
         self.streams.append(self.classes)
         if paths.confidence is not None:
             self.conf = RasterStream(paths.confidence, descriptions=["confidence (%)"],
@@ -706,7 +744,8 @@ class _Sinks:
         """Write one chunk of :func:`_layers` at scene ``(row, col)``."""
         labels = layers[0]
         self.nodata_pixels += int((labels == IGNORE_INDEX).sum())
-        self.classes.write(row, labels, col)
+        self.classes.write(row, labels if self.code_table is None else self.code_table[labels],
+                           col)
         i = 1
         if self.conf is not None:
             self.conf.write(row, layers[i], col)

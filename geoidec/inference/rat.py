@@ -17,8 +17,9 @@ the raster; ``gdalinfo OUT.tif`` prints it::
 
 Columns: ``Value`` (integer, usage MinMax: the pixel value), ``Count`` (real, usage
 PixelCount; pixels of the class, omitted when unknown), ``Class`` (string, usage Name),
-``Red``/``Green``/``Blue`` (integer 0..255, usage Red/Green/Blue). One row per class; the
-nodata value has no row.
+``Red``/``Green``/``Blue`` (integer 0..255, usage Red/Green/Blue). One row per class, in
+class order, its ``Value`` the class index or, for maps holding a user's class codes, its
+code; the nodata value has no row.
 """
 
 from __future__ import annotations
@@ -41,19 +42,23 @@ def rat_element(
     class_names: Sequence[str],
     colors: Sequence[Sequence[int]],
     counts: Sequence[int] | None = None,
+    values: Sequence[int] | None = None,
 ) -> ET.Element:
     """The ``<GDALRasterAttributeTable>`` element of a thematic class raster.
 
     Args:
-        class_names: name of pixel value ``i`` (``i = 0..K-1``).
-        colors: ``(r, g, b)`` of pixel value ``i``.
-        counts: pixels per class (``len >= K``), or ``None`` for no ``Count`` column.
+        class_names: name of class ``i`` (``i = 0..K-1``).
+        colors: ``(r, g, b)`` of class ``i``.
+        counts: pixels of class ``i`` (``len >= K``), or ``None`` for no ``Count`` column.
+        values: pixel value of class ``i`` (its code), or ``None``: the value is ``i``.
 
     Returns:
         The element, ready to append under a ``PAMRasterBand`` or ``VRTRasterBand``.
     """
     if len(class_names) != len(colors):
         raise ValueError(f"{len(class_names)} class names but {len(colors)} colours")
+    if values is not None and len(values) != len(class_names):
+        raise ValueError(f"{len(values)} values for {len(class_names)} classes")
     fields: list[tuple[str, int, str]] = [("Value", _INTEGER, "minmax")]
     if counts is not None:
         fields.append(("Count", _REAL, "pixelcount"))
@@ -67,12 +72,12 @@ def rat_element(
         ET.SubElement(defn, "Usage").text = str(_USAGE[usage])
     for i, (name, color) in enumerate(zip(class_names, colors, strict=True)):
         row = ET.SubElement(table, "Row", index=str(i))
-        values: list[str] = [str(i)]
+        cells: list[str] = [str(i if values is None else int(values[i]))]
         if counts is not None:
-            values.append(str(int(counts[i])))
-        values += [str(name), *(str(int(c)) for c in color[:3])]
-        for value in values:
-            ET.SubElement(row, "F").text = value
+            cells.append(str(int(counts[i])))
+        cells += [str(name), *(str(int(c)) for c in color[:3])]
+        for cell in cells:
+            ET.SubElement(row, "F").text = cell
     return table
 
 
@@ -82,16 +87,18 @@ def write_rat_sidecar(
     colors: Sequence[Sequence[int]],
     counts: Sequence[int] | None = None,
     band_metadata: dict[str, str] | None = None,
+    values: Sequence[int] | None = None,
 ) -> Path:
     """Write ``raster.aux.xml`` (PAM) holding the RAT of band 1; atomic, replaces any old one.
 
     Args:
         raster: the raster path (the sidecar is ``<raster>.aux.xml``).
-        class_names: class names in pixel-value order.
-        colors: class colours in pixel-value order.
-        counts: pixels per class, or ``None``.
+        class_names: class names in class order.
+        colors: class colours in class order.
+        counts: pixels per class (class order), or ``None``.
         band_metadata: optional band-1 metadata items also stored in the sidecar (for
             formats without band metadata of their own).
+        values: pixel value of each class (codes), or ``None`` (the class index).
 
     Returns:
         The sidecar path.
@@ -104,7 +111,7 @@ def write_rat_sidecar(
         meta = ET.SubElement(band, "Metadata")
         for key, value in band_metadata.items():
             ET.SubElement(meta, "MDI", key=key).text = value
-    band.append(rat_element(class_names, colors, counts))
+    band.append(rat_element(class_names, colors, counts, values))
     ET.indent(root)
     return write_xml(path, root)
 

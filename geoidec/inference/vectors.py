@@ -13,7 +13,9 @@ with :func:`shapely.union_all` (exact in integer coordinates), mapped to the ras
 with its geotransform, optionally simplified, and written. A region is therefore never split
 along a window or band border.
 
-Output: one layer ``classes`` with attributes ``class_id`` (int) and ``class_name`` (str),
+Output: one layer ``classes`` with attributes ``class_id`` (int: the class's output index,
+which is also its pixel value in maps without codes), ``class_code`` (int, only for maps
+holding the classes' codes: the pixel value, e.g. forest = 5) and ``class_name`` (str),
 polygons in the raster's CRS (none for pixel-space rasters). Simplification
 (``simplify`` > 0, in CRS units) is topology-preserving per polygon; neighbouring polygons
 are simplified independently, so their shared edges may no longer coincide exactly.
@@ -179,17 +181,21 @@ def polygonize_class_raster(
     band_rows: int = 1024,
     overwrite: bool = False,
     nodata: int | None = None,
+    codes: Sequence[int] | None = None,
 ) -> tuple[Path, int]:
     """Polygonise a single-band class raster into a GeoPackage layer, merged across bands.
 
     Args:
-        raster: the class raster (uint8, class indices, nodata masked out).
+        raster: the class raster (uint8, class indices or codes, nodata masked out).
         out: GeoPackage path (written to ``.{name}.partial.gpkg`` and renamed when done).
-        class_names: ``class_names[i]`` is the ``class_name`` of pixel value ``i``.
+        class_names: ``class_names[i]`` is the ``class_name`` of class ``i`` (pixel value
+            ``i`` without ``codes``).
         simplify: Douglas-Peucker tolerance in CRS units (pixels without a CRS); 0 = none.
         band_rows: rows read and polygonised at a time (memory bound).
         overwrite: replace an existing ``out``.
         nodata: value left out (default: the raster's nodata, else 255).
+        codes: ``codes[i]`` is the pixel value of class ``i`` (a map of codes): polygons
+            then get ``class_id`` = ``i`` and ``class_code`` = the pixel value.
 
     Returns:
         ``(out, number of polygons)``.
@@ -211,6 +217,10 @@ def polygonize_class_raster(
     partial = out.with_name(f".{out.name}.partial.gpkg")
     partial.unlink(missing_ok=True)
     names = [str(n) for n in class_names]
+    if codes is None:
+        index_of = {i: i for i in range(len(names))}
+    else:
+        index_of = {int(code): i for i, code in enumerate(codes)}
     written = 0
     try:
         with rasterio.open(raster) as src:
@@ -227,11 +237,17 @@ def polygonize_class_raster(
                 nonlocal written
                 if not buffer and written:
                     return
-                frame = gpd.GeoDataFrame(
-                    {"class_id": np.array([v for v, _ in buffer], dtype=np.int32),
-                     "class_name": [names[v] if v < len(names) else str(v)
-                                    for v, _ in buffer]},
-                    geometry=[g for _, g in buffer], crs=crs)
+                values = [v for v, _ in buffer]
+                columns: dict[str, Any] = {}
+                if codes is None:
+                    columns["class_id"] = np.array(values, dtype=np.int32)
+                else:  # a value that is no code (never written by predict) gets id -1
+                    columns["class_id"] = np.array([index_of.get(v, -1) for v in values],
+                                                   dtype=np.int32)
+                    columns["class_code"] = np.array(values, dtype=np.int32)
+                columns["class_name"] = [names[index_of[v]] if v in index_of else str(v)
+                                         for v in values]
+                frame = gpd.GeoDataFrame(columns, geometry=[g for _, g in buffer], crs=crs)
                 with warnings.catch_warnings():  # pixel space: "crs was not provided"
                     warnings.simplefilter("ignore", UserWarning)
                     pyogrio.write_dataframe(frame, partial, layer=LAYER, driver="GPKG",

@@ -10,10 +10,15 @@ class map last, so an interrupted run never leaves a partial file under a final 
 :class:`ClassRasterStream` is the class map: a colour table, class names in the band
 metadata and dataset tags, a QGIS ``.qml`` style and a GDAL raster attribute table
 (``OUT.tif.aux.xml``, see :mod:`geoidec.inference.rat`) beside it, so QGIS and ArcGIS show
-classes by name and colour. GDAL's COG driver (GDAL 3.10) carries the colour table, band
-descriptions, band tags and dataset tags over from the temporary file; the writer checks
-this after the copy. :func:`write_class_raster` is the pull-style wrapper (an iterable of
-bands in, a finished class map out).
+classes by name and colour. Pixel values are class indices ``0..K-1``, or the classes'
+``codes`` (a user's own label codes, e.g. forest = 5) when given: the colour table, names,
+style and attribute table are then keyed by the codes. Class maps get overviews by MODE
+(the most frequent class of each block; GIS convention for categorical rasters); the
+prediction's confidence and probability layers ask :class:`RasterStream` for AVERAGE. GDAL
+leaves nodata pixels out of both, and a block of nodata stays nodata. GDAL's COG driver
+(GDAL 3.10) carries the colour table, band descriptions, band tags and dataset tags over
+from the temporary file; the writer checks this after the copy. :func:`write_class_raster`
+is the pull-style wrapper (an iterable of bands in, a finished class map out).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ __all__ = [
     "ClassRasterStream",
     "RasterStream",
     "class_metadata",
+    "names_by_value",
+    "pixel_values",
     "write_class_raster",
     "write_qml",
 ]
@@ -57,24 +64,57 @@ def _hex(color: Color) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def _check_classes(class_names: Sequence[str], colors: Sequence[Color], nodata: int) -> None:
+def _check_classes(class_names: Sequence[str], colors: Sequence[Color], nodata: int,
+                   codes: Sequence[int] | None = None) -> None:
     if len(class_names) != len(colors):
         raise ValueError(f"{len(class_names)} class names but {len(colors)} colours")
     if not 0 < len(class_names) <= 255:
         raise ValueError(f"need 1 to 255 classes, got {len(class_names)}")
-    if not 0 <= nodata <= 255 or nodata < len(class_names):
-        raise ValueError(f"nodata {nodata} must be a uint8 value above the class indices")
+    if codes is None:
+        if not 0 <= nodata <= 255 or nodata < len(class_names):
+            raise ValueError(f"nodata {nodata} must be a uint8 value above the class indices")
+    else:
+        if len(codes) != len(class_names):
+            raise ValueError(f"{len(codes)} codes for {len(class_names)} classes")
+        if not all(isinstance(c, int | np.integer) and 0 <= c <= 255 for c in codes):
+            raise ValueError(f"class codes {list(codes)} must be uint8 values (0..255)")
+        if len(set(codes)) != len(codes):
+            raise ValueError(f"class codes {list(codes)} must all differ")
+        if not 0 <= nodata <= 255 or nodata in codes:
+            raise ValueError(f"nodata {nodata} must be a uint8 value that is no class code")
     for color in colors:
         if len(color) < 3 or not all(0 <= int(c) <= 255 for c in color[:3]):
             raise ValueError(f"colour {color!r} is not an (r, g, b) triple of 0..255")
 
 
-def class_metadata(class_names: Sequence[str], colors: Sequence[Color]) -> list[dict[str, Any]]:
-    """Return ``[{'index': i, 'name': ..., 'color': '#rrggbb'}, ...]`` for the dataset tag."""
-    return [
+def pixel_values(n_classes: int, codes: Sequence[int] | None) -> list[int]:
+    """The pixel value of each class: its code, or its index without codes."""
+    return list(range(n_classes)) if codes is None else [int(c) for c in codes]
+
+
+def class_metadata(class_names: Sequence[str], colors: Sequence[Color],
+                   codes: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """Return ``[{'index': i, 'name': ..., 'color': '#rrggbb'}, ...]`` for the dataset tag,
+    with ``'code'`` (the pixel value) in each entry when ``codes`` are given."""
+    meta = [
         {"index": i, "name": str(name), "color": _hex(color)}
         for i, (name, color) in enumerate(zip(class_names, colors, strict=True))
     ]
+    if codes is not None:
+        for entry, code in zip(meta, codes, strict=True):
+            entry["code"] = int(code)
+    return meta
+
+
+def names_by_value(class_names: Sequence[str], codes: Sequence[int] | None) -> list[str]:
+    """Class names indexed by pixel value (``""`` for values that are no class), like GDAL's
+    category names; ``class_names`` itself without codes."""
+    if codes is None:
+        return [str(n) for n in class_names]
+    out = [""] * (max(int(c) for c in codes) + 1)
+    for name, code in zip(class_names, codes, strict=True):
+        out[int(code)] = str(name)
+    return out
 
 
 def write_qml(
@@ -82,6 +122,7 @@ def write_qml(
     class_names: Sequence[str],
     colors: Sequence[Color],
     nodata: int = IGNORE_INDEX,
+    codes: Sequence[int] | None = None,
 ) -> Path:
     """Write a QGIS paletted-raster style so classes appear by name and colour.
 
@@ -93,11 +134,12 @@ def write_qml(
         class_names: class ``i`` is labelled ``class_names[i]``.
         colors: class ``i`` is drawn in ``colors[i]`` (r, g, b).
         nodata: nodata value of the raster (not a class).
+        codes: pixel value of class ``i`` (default ``i``).
 
     Returns:
         ``path_qml``.
     """
-    _check_classes(class_names, colors, nodata)
+    _check_classes(class_names, colors, nodata, codes)
     path_qml = Path(path_qml)
     root = ET.Element("qgis", version="3.22.0", styleCategories="AllStyleCategories")
     pipe = ET.SubElement(root, "pipe")
@@ -112,9 +154,11 @@ def write_qml(
     )
     ET.SubElement(renderer, "rasterTransparency")
     palette = ET.SubElement(renderer, "colorPalette")
-    for i, (name, color) in enumerate(zip(class_names, colors, strict=True)):
+    values = pixel_values(len(class_names), codes)
+    for value, name, color in zip(values, class_names, colors, strict=True):
         ET.SubElement(
-            palette, "paletteEntry", value=str(i), color=_hex(color), label=str(name), alpha="255"
+            palette, "paletteEntry", value=str(value), color=_hex(color), label=str(name),
+            alpha="255"
         )
     ET.SubElement(renderer, "colorramp", type="randomcolors", name="[source]")
     ET.SubElement(pipe, "brightnesscontrast", brightness="0", contrast="0", gamma="1")
@@ -152,20 +196,24 @@ def _set_class_metadata(
     class_names: Sequence[str],
     colors: Sequence[Color],
     nodata: int,
+    codes: Sequence[int] | None = None,
 ) -> None:
-    cmap = {i: (*(int(c) for c in color[:3]), 255) for i, color in enumerate(colors)}
+    values = pixel_values(len(class_names), codes)
+    cmap = {v: (*(int(c) for c in color[:3]), 255) for v, color in zip(values, colors,
+                                                                        strict=True)}
     cmap[nodata] = (0, 0, 0, 0)
     dst.write_colormap(1, cmap)
     dst.set_band_description(1, "class")
-    names = json.dumps([str(n) for n in class_names])
+    names = json.dumps(names_by_value(class_names, codes))
     dst.update_tags(1, CLASS_NAMES=names)
-    dst.update_tags(1, **{f"CLASS_{i}": str(n) for i, n in enumerate(class_names)})
+    dst.update_tags(1, **{f"CLASS_{v}": str(n) for v, n in zip(values, class_names,
+                                                                strict=True)})
     # Dataset-level too: PNG keeps only dataset metadata (as text chunks).
     dst.update_tags(CLASS_NAMES=names,
-                    geoidec_classes=json.dumps(class_metadata(class_names, colors)))
+                    geoidec_classes=json.dumps(class_metadata(class_names, colors, codes)))
 
 
-def _check_cog(path: Path, n_classes: int, nodata: int, overviews: bool) -> None:
+def _check_cog(path: Path, last_value: int, nodata: int, overviews: bool) -> None:
     """Fail loudly if the COG copy lost the layout, the colour table or the class tags."""
     with rasterio.open(path) as src:
         problems = []
@@ -182,7 +230,7 @@ def _check_cog(path: Path, n_classes: int, nodata: int, overviews: bool) -> None
         if cmap.get(nodata, (0, 0, 0, 255))[3] != 0:
             problems.append("colour table missing")
         band_tags = src.tags(1)
-        if "CLASS_NAMES" not in band_tags or f"CLASS_{n_classes - 1}" not in band_tags:
+        if "CLASS_NAMES" not in band_tags or f"CLASS_{last_value}" not in band_tags:
             problems.append("class tags missing")
         if "geoidec_classes" not in src.tags():
             problems.append("dataset tag missing")
@@ -412,19 +460,25 @@ class RasterStream:
 class ClassRasterStream(RasterStream):
     """The single-band uint8 class map: colour table, class names, QGIS style and RAT.
 
-    Written metadata: colour table (class ``i`` -> ``colors[i]``, nodata -> transparent
-    black); band description ``"class"``; band tags ``CLASS_NAMES`` (JSON list) and
-    ``CLASS_{i}``; dataset tags ``CLASS_NAMES`` and ``geoidec_classes`` (JSON list of
-    index/name/color). For ``fmt="COG"``, just before the rename: with ``qml`` a QGIS style
+    Pixels hold the value of each class: its index ``i``, or ``codes[i]`` when codes are
+    given (the caller writes those values; everything below is keyed by them). Written
+    metadata: colour table (value of class ``i`` -> ``colors[i]``, nodata -> transparent
+    black); band description ``"class"``; band tags ``CLASS_NAMES`` (JSON list of names
+    indexed by pixel value, ``""`` where a value is no class) and ``CLASS_{value}``; dataset
+    tags ``CLASS_NAMES`` and ``geoidec_classes`` (JSON list of index/name/color, plus code
+    with codes). For ``fmt="COG"``, just before the rename: with ``qml`` a QGIS style
     ``path.with_suffix('.qml')`` and with ``rat`` a GDAL raster attribute table
     ``path + '.aux.xml'`` (Value, Count, Class, Red, Green, Blue). :attr:`counts` holds the
-    pixels written per value (0..255).
+    pixels written per value (0..255). Overviews are built by MODE unless
+    ``overview_resampling`` says otherwise.
 
     Args:
         path: final path.
         class_names: names of classes ``0..K-1``.
         colors: ``(r, g, b)`` of classes ``0..K-1``.
-        nodata: nodata value, above every class index (default 255).
+        nodata: nodata value, above every class index (default 255); with codes, any value
+            that is no code.
+        codes: pixel value of each class (distinct, 0..255), or ``None`` for the indices.
         qml: write the QGIS style (COG only).
         rat: write the raster attribute table sidecar (COG only).
         **kwargs: the rest of :class:`RasterStream`'s arguments (``count`` is 1).
@@ -437,20 +491,25 @@ class ClassRasterStream(RasterStream):
         class_names: Sequence[str],
         colors: Sequence[Color],
         nodata: int = IGNORE_INDEX,
+        codes: Sequence[int] | None = None,
         qml: bool = True,
         rat: bool = True,
         **kwargs: Any,
     ) -> None:
-        _check_classes(class_names, colors, nodata)
+        _check_classes(class_names, colors, nodata, codes)
         self.class_names = [str(n) for n in class_names]
         self.colors = [tuple(int(c) for c in color[:3]) for color in colors]
+        self.codes = None if codes is None else [int(c) for c in codes]
+        #: Pixel value of each class (its code, else its index).
+        self.values = pixel_values(len(self.class_names), self.codes)
         self.qml = qml
         self.rat = rat
         self.counts = np.zeros(256, dtype=np.int64)
+        kwargs.setdefault("overview_resampling", "mode")
         super().__init__(path, count=1, nodata=nodata, gray=False, **kwargs)
 
     def setup(self, dst: rasterio.io.DatasetWriter) -> None:
-        _set_class_metadata(dst, self.class_names, self.colors, self.nodata)
+        _set_class_metadata(dst, self.class_names, self.colors, self.nodata, self.codes)
 
     def write(self, row_start: int, data: np.ndarray, col: int = 0) -> None:
         data = np.asarray(data)
@@ -461,7 +520,7 @@ class ClassRasterStream(RasterStream):
 
     def check(self, path: Path) -> None:
         if self.fmt == "COG":
-            _check_cog(path, len(self.class_names), self.nodata, self.overviews)
+            _check_cog(path, self.values[-1], self.nodata, self.overviews)
             return
         with rasterio.open(path) as src:
             try:
@@ -475,10 +534,11 @@ class ClassRasterStream(RasterStream):
         if self.fmt != "COG":
             return
         if self.qml:
-            write_qml(self.path.with_suffix(".qml"), self.class_names, self.colors, self.nodata)
+            write_qml(self.path.with_suffix(".qml"), self.class_names, self.colors, self.nodata,
+                      self.codes)
         if self.rat:
             write_rat_sidecar(self.path, self.class_names, self.colors,
-                              self.counts[: len(self.class_names)].tolist())
+                              self.counts[self.values].tolist(), values=self.codes)
 
 
 def write_class_raster(
@@ -494,10 +554,11 @@ def write_class_raster(
     nodata: int = IGNORE_INDEX,
     overwrite: bool = False,
     overviews: bool = True,
-    overview_resampling: str = "nearest",
+    overview_resampling: str = "mode",
     qml: bool = True,
     rat: bool = True,
     fmt: str = "COG",
+    codes: Sequence[int] | None = None,
 ) -> Path:
     """Stream label bands into a Cloud-Optimized single-band uint8 class GeoTIFF.
 
@@ -509,8 +570,8 @@ def write_class_raster(
     Args:
         path: final GeoTIFF path (or PNG path with ``fmt="PNG"``).
         bands: ``(row_start, labels (n_rows, width))`` in order, covering ``[0, height)``
-            exactly once; labels are class indices with ``nodata`` where invalid (any
-            integer dtype with values in 0..255 is accepted and cast to uint8).
+            exactly once; labels are class indices (or ``codes``) with ``nodata`` where
+            invalid (any integer dtype with values in 0..255 is accepted and cast to uint8).
         height: raster rows.
         width: raster columns.
         crs: anything rasterio accepts as a CRS, or ``None`` for pixel-space inputs (then
@@ -518,13 +579,16 @@ def write_class_raster(
         transform: affine geotransform; ``None`` means identity.
         class_names: names of classes ``0..K-1``.
         colors: ``(r, g, b)`` of classes ``0..K-1``.
-        nodata: nodata value, above every class index (default 255).
+        nodata: nodata value, above every class index (default 255); with codes, any
+            value that is no code.
         overwrite: replace an existing ``path`` (at the final rename only).
         overviews: build internal overviews (skipped by GDAL for rasters within one block).
-        overview_resampling: GDAL resampling for overviews, ``"nearest"`` or ``"mode"``.
+        overview_resampling: GDAL resampling for overviews, ``"mode"`` (default: the most
+            frequent class of each block, nodata left out) or ``"nearest"``.
         qml: also write the QGIS ``.qml`` style.
         rat: also write the raster attribute table ``path + '.aux.xml'``.
         fmt: ``"COG"`` or ``"PNG"`` (palette PNG, no sidecars).
+        codes: pixel value of class ``i`` (the labels hold codes), or ``None`` (indices).
 
     Returns:
         ``path``.
@@ -539,7 +603,7 @@ def write_class_raster(
         path, height=height, width=width, crs=crs, transform=transform,
         class_names=class_names, colors=colors, nodata=nodata, overwrite=overwrite,
         overviews=overviews, overview_resampling=overview_resampling, qml=qml, rat=rat,
-        fmt=fmt,
+        fmt=fmt, codes=codes,
     ) as stream:
         for row_start, labels in bands:
             stream.write(row_start, labels)
