@@ -175,6 +175,12 @@ def predict(
         files = [p.name for p in result.paths.sidecars() + result.paths.requested()[1:]]
         extra = f" (+ {', '.join(files)})" if files else ""
         say(f"wrote {result.classes}{extra}; classes: {names}")
+        if old is not None and result.transitions is not None:
+            from geoidec.inference.change import pixel_area_m2, transition_table
+
+            say(f"changes from {old.path}:")
+            say(transition_table(result.transitions, [c.name for c in old.classes],
+                                 [c.name for c in ckpt.classes], pixel_area_m2(scenes[0])))
 
 
 def _predict_batch(ckpt: Any, scenes: list[Path], out: Path, vectors: Path | None,

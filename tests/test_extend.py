@@ -231,3 +231,36 @@ def test_codes_of_the_user_in_the_extended_map(tmp_path: Path,
                        monkeypatch)
     assert_one_line_error(outcome, "class 'field' has code 7", "the model uses for 'water'")
     assert not (tmp_path / "run").exists()
+
+
+def test_change_from_prints_the_pixels_and_hectares_that_moved(
+    data: Path, v1: Path, tmp_path: Path
+) -> None:
+    v2 = tmp_path / "v2"
+    _train(_subset(data, "field-only", [2]), "--from", v1, "--out", v2)
+    scene = data.parent / "images" / "test_0.tif"
+    result = run_cli(["predict", scene, "--model", v2, "--out", tmp_path / "new.tif",
+                      "--change-from", v1, "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert run_cli(["predict", scene, "--model", v1, "--out", tmp_path / "old.tif",
+                    "--quiet"]).exit_code == 0
+    with rasterio.open(tmp_path / "old.tif") as a, rasterio.open(tmp_path / "new.tif") as b:
+        old, new = a.read(1), b.read(1)
+        area = abs(b.res[0] * b.res[1])  # EPSG:32633, metres
+    names = ["background", "forest", "water", "field"]
+    rows = {}
+    for line in result.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4 and cells[2].replace(",", "").isdigit():
+            rows[(cells[0], cells[1])] = (int(cells[2].replace(",", "")), float(cells[3]))
+    expected = {}
+    for i, a_name in enumerate(names[:3]):
+        for j, b_name in enumerate(names):
+            n = int(((old == i) & (new == j)).sum())
+            if n and a_name != b_name:
+                expected[(a_name, b_name)] = n
+    assert {k: v[0] for k, v in rows.items() if k[0] != "(unchanged)"} == expected
+    unchanged = int(sum(((old == i) & (new == i)).sum() for i in range(3)))
+    assert rows[("(unchanged)", "")][0] == unchanged
+    for (n, hectares) in rows.values():
+        assert hectares == pytest.approx(n * area / 10_000, abs=0.006)

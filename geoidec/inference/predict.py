@@ -177,6 +177,9 @@ class Prediction:
     polygons: int = 0
     #: Guard-rail warnings (also logged).
     warnings: list[str] = field(default_factory=list)
+    #: With ``change_from``: pixels per (other checkpoint's class, this one's class), shape
+    #: (K_old, K), rows and columns in each model's order; nodata not included.
+    transitions: np.ndarray | None = None
 
     @property
     def classes(self) -> Path:
@@ -569,7 +572,8 @@ def predict_scene(
     counts = sinks.classes.counts[sinks.classes.values].tolist()
     messages += check_result(counts, sinks.nodata_pixels, height * width, names, name)
     return Prediction(paths=paths, height=height, width=width, counts=counts,
-                      nodata_pixels=sinks.nodata_pixels, polygons=polygons, warnings=messages)
+                      nodata_pixels=sinks.nodata_pixels, polygons=polygons, warnings=messages,
+                      transitions=sinks.transitions if change_from is not None else None)
 
 
 def _layers(probs: np.ndarray, valid: np.ndarray, k: int, lut: np.ndarray | None,
@@ -589,8 +593,9 @@ def _layers(probs: np.ndarray, valid: np.ndarray, k: int, lut: np.ndarray | None
     if paths.probabilities is not None:
         layers.append(np.rint(ours * 100.0).astype(np.uint8))
     if paths.change is not None and lut is not None:
-        old = lut[probs[k:].argmax(axis=0)]
-        layers.append((old != labels).astype(np.uint8)[None])
+        theirs = probs[k:].argmax(axis=0).astype(np.uint8)
+        layers.append((lut[theirs] != labels).astype(np.uint8)[None])
+        layers.append(theirs[None])  # the other map's classes, counted, not written
     out = np.concatenate(layers) if len(layers) > 1 else layers[0]
     out[:, invalid] = IGNORE_INDEX
     return out
@@ -609,8 +614,10 @@ def _layers_on(device: torch.device, probs: np.ndarray, valid: np.ndarray, k: in
     if paths.probabilities is not None:
         layers.append(torch.round(ours * 100.0).to(torch.uint8))
     if paths.change is not None and lut is not None:
-        old = torch.from_numpy(lut).to(device)[p[k:].argmax(dim=0)]
-        layers.append((old != labels).to(torch.uint8)[None])
+        theirs = p[k:].argmax(dim=0).to(torch.uint8)
+        layers.append((torch.from_numpy(lut).to(device)[theirs.long()] != labels)
+                      .to(torch.uint8)[None])
+        layers.append(theirs[None])
     out = torch.cat(layers) if len(layers) > 1 else layers[0]
     out[:, ~torch.from_numpy(valid).to(device)] = IGNORE_INDEX
     return out.cpu().numpy()
@@ -696,7 +703,7 @@ def release_freed_memory() -> None:
 
 def _layer_count(paths: OutputPaths, k: int) -> int:
     return (1 + (paths.confidence is not None) + (k if paths.probabilities is not None else 0)
-            + (paths.change is not None))
+            + 2 * (paths.change is not None))
 
 
 def code_table(codes: list[int] | None, nodata: int) -> np.ndarray | None:
@@ -734,6 +741,8 @@ class _Sinks:
             self.probs = RasterStream(paths.probabilities, count=k, descriptions=names,
                                       overview_resampling="average", tags=provenance, **geo)
             self.streams.append(self.probs)
+        self.transitions = np.zeros((change_from.num_classes if change_from else 0, k),
+                                    dtype=np.int64)
         if paths.change is not None and change_from is not None:
             self.change = ClassRasterStream(
                 paths.change, class_names=CHANGE_CLASSES, colors=CHANGE_COLORS,
@@ -755,6 +764,11 @@ class _Sinks:
             i += self.k
         if self.change is not None:
             self.change.write(row, layers[i], col)
+            valid = labels != IGNORE_INDEX
+            theirs = layers[i + 1][valid].astype(np.int64)
+            self.transitions += np.bincount(
+                theirs * self.k + labels[valid], minlength=self.transitions.size
+            ).reshape(self.transitions.shape)
         if self.sampler is not None:
             self.sampler.add_labels(row, labels, col)
 
