@@ -243,7 +243,8 @@ def test_parallel_window_readers_give_the_same_outputs(checkpoint: Path,
 
 def test_layers_in_torch_match_numpy() -> None:
     """The GPU path of the output layers (torch) gives numpy's values: class map (first
-    maximum on ties), confidence and probabilities (round half to even), change, nodata."""
+    maximum on ties), confidence and probabilities (round half to even), change and the
+    other map's classes (counted for the transition table), nodata."""
     from geoidec.inference.predict import _layers, _layers_on, output_paths
 
     rng = np.random.default_rng(0)
@@ -255,7 +256,8 @@ def test_layers_in_torch_match_numpy() -> None:
     paths = output_paths(Path("x.tif"), confidence=True, probabilities=True, change=True)
     expected = _layers(probs, valid, 4, lut, paths)
     got = _layers_on(torch.device("cpu"), probs, valid, 4, lut, paths)
-    assert got.dtype == np.uint8 and got.shape == (1 + 1 + 4 + 1, 9, 11)
+    assert got.dtype == np.uint8 and got.shape == (1 + 1 + 4 + 1 + 1, 9, 11)
+    np.testing.assert_array_equal(expected[-1][valid], probs[4:].argmax(axis=0)[valid])
     np.testing.assert_array_equal(got, expected)
     assert expected[0, 0, 0] == 0 and (expected[:, ~valid] == 255).all()
 
