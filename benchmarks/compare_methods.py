@@ -83,9 +83,10 @@ def plan_jobs(args: argparse.Namespace, sample: str | None) -> dict[str, list[Jo
     return runs
 
 
-def run_jobs(jobs: list[Job], parallel: int) -> None:
+def run_jobs(jobs: list[Job], parallel: int, keep: bool = False) -> None:
     """Run ``jobs`` ``parallel`` at a time; a job waits for the run it reuses step 0 from
-    (submitted first, so it is running or done: no deadlock)."""
+    (submitted first, so it is running or done: no deadlock). With ``keep``, a run whose
+    ``report.json`` exists (it finished) is not trained again."""
     threads = max(1, (os.cpu_count() or 2) // parallel) if parallel > 1 else None
     order = sorted(jobs, key=lambda j: j.after is not None)
 
@@ -93,6 +94,9 @@ def run_jobs(jobs: list[Job], parallel: int) -> None:
         if job.after is not None:
             assert job.after.done is not None
             job.after.done.result()
+        if keep and (job.out / "report.json").is_file():
+            print(f"kept {job.out} (finished before)", flush=True)
+            return
         job.out.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         geoidec(job.args, threads, log=job.out.parent / f"{job.out.name}.log")
@@ -149,6 +153,8 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[],
                         help="extra --set for every run")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once")
+    parser.add_argument("--keep", action="store_true",
+                        help="do not train again the runs that finished before (resume)")
     parser.add_argument("--forest", action="store_true",
                         help="add the per-pixel random forest (dataset YAML only)")
     args = parser.parse_args()
@@ -161,7 +167,7 @@ def main() -> None:
                      "--resolution", "0.1", "--overwrite"])
     runs = plan_jobs(args, str(sample) if sample else None)
     started = time.perf_counter()
-    run_jobs([job for jobs in runs.values() for job in jobs], args.jobs)
+    run_jobs([job for jobs in runs.values() for job in jobs], args.jobs, args.keep)
     print(f"all runs: {time.perf_counter() - started:.0f} s", flush=True)
     extra = forest_line(args) if args.forest and sample is None else ""
     for task, jobs in runs.items():
