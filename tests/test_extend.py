@@ -264,3 +264,12 @@ def test_change_from_prints_the_pixels_and_hectares_that_moved(
     assert rows[("(unchanged)", "")][0] == unchanged
     for (n, hectares) in rows.values():
         assert hectares == pytest.approx(n * area / 10_000, abs=0.006)
+
+
+def test_hectares_keep_two_significant_digits_below_a_hundredth() -> None:
+    from geoidec.inference.change import hectares
+
+    # 45 aerial pixels of 0.1 m: 0.45 m² = 0.000045 ha; 4,537 of them: 0.0045 ha
+    assert hectares(45 * 0.01 / 10_000) == "0.000045"
+    assert hectares(4537 * 0.01 / 10_000) == "0.0045"
+    assert hectares(12_345.678) == "12,345.68" and hectares(0.0) == "0.00"

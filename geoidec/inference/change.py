@@ -25,6 +25,15 @@ def pixel_area_m2(path: Path) -> float | None:
             metres * metres)
 
 
+def hectares(value: float) -> str:
+    """Hectares with two decimals, or two significant digits below 0.01 ha (aerial pixels:
+    0.0045, not 0.00)."""
+    if value >= 0.01 or value <= 0:
+        return f"{value:,.2f}"
+    decimals = 1 - int(np.floor(np.log10(value)))
+    return f"{value:.{decimals}f}"
+
+
 def transition_table(transitions: np.ndarray, old_names: Sequence[str],
                      new_names: Sequence[str], pixel_area: float | None = None) -> str:
     """Markdown table of the pixels that changed class, largest first: one row per (class in
@@ -46,7 +55,7 @@ def transition_table(transitions: np.ndarray, old_names: Sequence[str],
     lines = [head, "|---|---|---:|" + ("---:|" if pixel_area else "")]
 
     def cells(n: int) -> str:
-        return f" {n:,} |" + (f" {n * pixel_area / HECTARE:,.2f} |" if pixel_area else "")
+        return f" {n:,} |" + (f" {hectares(n * pixel_area / HECTARE)} |" if pixel_area else "")
 
     lines += [f"| {old} | {new} |{cells(n)}" for n, old, new in rows]
     lines.append(f"| (unchanged) | |{cells(unchanged)}")
