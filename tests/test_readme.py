@@ -99,6 +99,10 @@ def test_readme_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         result = run_cli(args)
         assert result.exit_code == 0, (words, result.output, result.exception)
     assert (tmp_path / "top_potsdam_2_13_classes.tif").is_file()
+    # the headline `geoidec predict SCENE` (no --model) mapped it beside the scene
+    latest = tmp_path / "data/potsdam_sample/2_Ortho_RGB/top_potsdam_2_13_RGB_classes.tif"
+    with rasterio.open(latest) as src:
+        assert src.tags()["geoidec_checkpoint"].endswith("potsdam-idec/checkpoints/step_1.pt")
     # the model taught a new class --from the custom run maps it with the YAML's code
     with rasterio.open(tmp_path / "east_2026.tif") as src:
         assert src.tags(1)["CLASS_7"] == "wetland"
