@@ -1,6 +1,7 @@
 """Rerun the IDEC ablation (each of its four terms switched off) and write the table.
 
-    python benchmarks/ablation.py ../shared/data/s2_osm/dataset.yaml --steps 4-3 \\
+    python benchmarks/s2_osm.py split --out benchmarks/out/s2_osm_val   # train/val cut
+    python benchmarks/ablation.py benchmarks/out/s2_osm_val/dataset.yaml --steps 4-3 \\
         --seeds 0 1 2 --jobs 2 --set eval.split=val
     python benchmarks/ablation.py isprs --root data/potsdam_sample --steps 4-1 --seeds 0 1 2
 

@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from geoidec.cli.options import completer
+
+from geoidec.errors import UsageError
 
 
 def export(
@@ -14,7 +17,8 @@ def export(
         help="A run folder (its last step, or --step) or a step_N.pt checkpoint.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="The model file to write (.onnx).")],
     format: Annotated[str, typer.Option(  # noqa: A002 - the option's name
-        "--format", help="Only onnx for now.")] = "onnx",
+        "--format", metavar="<onnx>", autocompletion=completer(lambda: ["onnx"]),
+        help="Only onnx for now.")] = "onnx",
     step: Annotated[int | None, typer.Option(help="Step of a run folder (default: last).")
                     ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
@@ -24,11 +28,10 @@ def export(
 
     Example: `geoidec export runs/demo --format onnx --out demo.onnx`
     """
-    from geoidec.data.base import DataError
     from geoidec.export import FORMATS, export_onnx
 
     if format.lower() not in FORMATS:
-        raise DataError(f"--format {format} is not supported; formats: {', '.join(FORMATS)}")
+        raise UsageError(f"--format {format} is not supported; formats: {', '.join(FORMATS)}")
     result = export_onnx(model, out, step=step, opset=opset, overwrite=overwrite)
     check = ("" if result.max_difference is None
              else f"; onnxruntime matches PyTorch within {result.max_difference:.1e}")

@@ -1,7 +1,9 @@
 """The ``geoidec`` command line: thin typer commands over the library, heavy imports lazy.
 
-User errors (missing data, bad specs, existing outputs, ...) print one line and exit with
-status 2; ``--debug`` (or GEOIDEC_DEBUG=1) shows the traceback instead.
+User errors print one line starting with ``error:``: exit status 2 for usage errors (unknown
+options, bad values, typos in choices, existing outputs without --overwrite), 1 for data and
+runtime errors (unreadable rasters, mismatched grids, full disk); ``--debug`` (or
+GEOIDEC_DEBUG=1) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from geoidec.cli.options import DEVICE_METAVAR, DEVICES, completer, metavar, preset_names
 
 from geoidec.config import METHOD_NAMES, Modality, Split
+from geoidec.errors import DATA_EXIT, USAGE_EXIT, UsageError
 
 app = typer.Typer(
     name="geoidec",
     help="Class-incremental semantic segmentation for remote sensing (IDEC), with GIS outputs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="markdown",
 )
 samples_app = typer.Typer(help="Write bundled sample data.", no_args_is_help=True)
@@ -29,9 +33,20 @@ app.add_typer(samples_app, name="samples")
 _DEBUG = {"on": bool(os.environ.get("GEOIDEC_DEBUG"))}
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from geoidec import __version__
+
+        typer.echo(f"geoidec {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", "-V", is_eager=True, callback=_show_version,
+        help="Print geoidec's version and exit.")] = False,
 ) -> None:
     if debug:
         _DEBUG["on"] = True
@@ -49,7 +64,7 @@ def train(
         "--steps", "-s", help="Task: `4-1`, `2-2-1`, `15-1` (15 then steps of 1) or class "
         "names `forest,water|herbaceous`; default: every class at once (one step).")] = None,
     method: Annotated[str, typer.Option(
-        metavar="<" + "|".join(METHOD_NAMES) + ">",
+        metavar=metavar(METHOD_NAMES), autocompletion=completer(lambda: METHOD_NAMES),
         help="idec, mib, plop, finetune (lower bound) or joint (upper bound).")] = "idec",
     from_: Annotated[Path | None, typer.Option(
         "--from", help="Teach this model the dataset's new classes (classes matched by "
@@ -63,13 +78,17 @@ def train(
     out: Annotated[Path | None, typer.Option(
         help="Run folder (default runs/DATASET-STEPS-METHOD).")] = None,
     preset: Annotated[str, typer.Option(
+        metavar=metavar(["auto", "cpu", "satellite", "paper"], "FILE.yaml"),
+        autocompletion=completer(preset_names),
         help="auto (satellite for pixels of 2 m or coarser, else cpu), cpu, satellite, paper "
         "(GPU), or a YAML file.")] = "auto",
     iterations: Annotated[int | None, typer.Option(help="Iterations per step.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Chips per batch.")] = None,
     tile_size: Annotated[int | None, typer.Option(help="Chip size in pixels.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (chips, init, aug).")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    device: Annotated[str | None, typer.Option(
+        metavar=DEVICE_METAVAR, autocompletion=completer(lambda: DEVICES),
+        help="auto, cpu, cuda or cuda:N.")] = None,
     weights: Annotated[str | None, typer.Option(
         help="Backbone weights: none, imagenet (needs network) or a local .pth file.")] = None,
     modality: Annotated[Modality, typer.Option(help="Potsdam imagery.")] = "rgb",
@@ -95,7 +114,6 @@ def train(
     train.devices=4`; an interrupted run: the same command with `--resume runs/demo`.
     """
     from geoidec.config import load_config
-    from geoidec.data.base import DataError
     from geoidec.data.registry import load_dataset
     from geoidec.engine.reports import steps_table
     from geoidec.engine.run import train_run
@@ -122,14 +140,14 @@ def train(
     if iterations is not None:
         cfg = cfg.override({"train.epochs": None})
     if resume is not None and out is not None and Path(out).resolve() != Path(resume).resolve():
-        raise DataError(f"--resume {resume} continues that run folder; --out {out} names "
+        raise UsageError(f"--resume {resume} continues that run folder; --out {out} names "
                         "another one (leave --out out)")
     if from_ is not None:
         result = _train_from(spec, from_, cfg, out, resume, steps, step0_from, eval_on or [],
                              root, modality, overwrite, label)
     else:
         if eval_on:
-            raise DataError("--eval-on scores a --from run on other datasets; a run of one "
+            raise UsageError("--eval-on scores a --from run on other datasets; a run of one "
                             "dataset is scored on its own test split")
         steps = steps or str(len(spec.classes))
         run_dir = resume or out or Path("runs") / (
@@ -145,14 +163,13 @@ def _train_from(spec, parent: Path, cfg, out: Path | None, resume: Path | None, 
                 steps: str | None, step0_from: Path | None, eval_on: list[str],
                 root: Path | None, modality: str, overwrite: bool, label: str | None):  # noqa: ANN202
     """``train DATASET --from PARENT``: one step from an existing model."""
-    from geoidec.data.base import DataError
     from geoidec.data.registry import load_dataset
     from geoidec.engine.extend import extend_run
 
     if steps is not None:
-        raise DataError("--from adds the dataset's new classes in one step; leave --steps out")
+        raise UsageError("--from adds the dataset's new classes in one step; leave --steps out")
     if step0_from is not None:
-        raise DataError("--from starts from a model; --step0-from cannot be combined with it")
+        raise UsageError("--from starts from a model; --step0-from cannot be combined with it")
     others = [load_dataset(d, root, modality) for d in eval_on]
     run_dir = resume or out or Path("runs") / f"{spec.name}-from-{Path(parent).name}"
     return extend_run(spec, parent, cfg, run_dir, eval_on=others, overwrite=overwrite,
@@ -165,7 +182,9 @@ def evaluate(
     step: Annotated[int | None, typer.Option(help="Only this step (default: every step).")] = None,
     split: Annotated[Split, typer.Option(help="Split to evaluate.")] = "test",
     root: Annotated[Path | None, typer.Option(help="Dataset folder, if it moved.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(
+        metavar=DEVICE_METAVAR, autocompletion=completer(lambda: DEVICES),
+        help="auto, cpu, cuda or cuda:N.")] = "auto",
     on: Annotated[list[str] | None, typer.Option(
         "--on", help="Score on this dataset's test split instead (repeatable): every class "
         "it lists, matched to the model's by name.")] = None,
@@ -213,11 +232,10 @@ def samples_isprs(
 
     Example: `geoidec samples isprs --out data/potsdam_sample --resolution 0.15`
     """
-    from geoidec.data.base import DataError
     from geoidec.data.synthetic import generate_isprs_sample
 
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DataError(f"{out} exists and is not empty; pass --overwrite or another --out")
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite or another --out")
     path = generate_isprs_sample(out, seed=seed, size=size, resolution=resolution)
     typer.echo(f"wrote a synthetic Potsdam sample to {path}; train with: "
                f"geoidec train isprs --root {path} --steps 4-1")
@@ -239,30 +257,59 @@ _register()
 
 
 def main() -> None:
-    """Console entry point with one-line user errors."""
+    """Console entry point: one-line errors, exit status 2 for usage errors (the command
+    line or settings), 1 for data and runtime errors (geoidec/errors.py)."""
+    from geoidec.cli import STOPPED
+
     try:
-        app()
-    except KeyboardInterrupt:
+        code = app(prog_name="geoidec", standalone_mode=False)
+    except (KeyboardInterrupt, typer.Abort):
+        if STOPPED["sigterm"]:  # predict unwound on SIGTERM
+            _sigterm_unwound()
         typer.echo("geoidec: interrupted", err=True)
         sys.exit(130)
     except SystemExit as exc:
-        from geoidec.cli import STOPPED
-
-        if STOPPED["sigterm"]:  # predict unwound (typer turns the interrupt into exit 130)
-            typer.echo("geoidec: stopped by SIGTERM; nothing was left under a final name; run "
-                       "the same command again", err=True)
-            sys.exit(143)
+        if STOPPED["sigterm"]:
+            _sigterm_unwound()
         if type(exc).__name__ != "SIGTERMException":  # Lightning's, raised between batches
             raise
         typer.echo("geoidec: stopped by SIGTERM at an iteration boundary (saved); continue with "
                    "the same command and --resume RUN", err=True)
         sys.exit(143)
     except Exception as exc:  # noqa: BLE001 - user errors are classified below
+        if _is_click(exc, "NoArgsIsHelpError"):  # `geoidec` or `geoidec samples` alone: the help
+            typer.echo(exc.ctx.get_help() if getattr(exc, "ctx", None) else str(exc))
+            sys.exit(USAGE_EXIT)
+        if _is_click(exc, "UsageError"):  # click's: unknown option, bad choice, missing argument
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "geoidec"
+            typer.echo(f"error: {' '.join(exc.format_message().split())} (see '{where} "
+                       "--help')", err=True)
+            sys.exit(USAGE_EXIT)
         message = _user_message(exc)
         if _DEBUG["on"] or message is None:
             raise
         typer.echo(f"error: {message}", err=True)
-        sys.exit(2)
+        usage = isinstance(exc, UsageError | FileExistsError)
+        sys.exit(USAGE_EXIT if usage else DATA_EXIT)
+    if code == 130:  # typer turns Ctrl-C (and predict's SIGTERM) into exit code 130
+        if STOPPED["sigterm"]:
+            _sigterm_unwound()
+        typer.echo("geoidec: interrupted", err=True)
+    if isinstance(code, int) and code:
+        sys.exit(code)
+
+
+def _sigterm_unwound() -> None:
+    typer.echo("geoidec: stopped by SIGTERM; nothing was left under a final name; run the "
+               "same command again", err=True)
+    sys.exit(143)
+
+
+def _is_click(exc: BaseException, name: str) -> bool:
+    """``exc`` is click's exception ``name`` or derives from it (whether typer vendors click
+    or not; geoidec's own UsageError is not click's)."""
+    return any(t.__name__ == name and "click" in t.__module__ for t in type(exc).__mro__)
 
 
 def _user_message(exc: Exception) -> str | None:
@@ -296,8 +343,7 @@ def _is_user_error(exc: Exception) -> bool:
 
     names = {"DataError", "TaskSpecError", "WeightsError"}
     return (
-        isinstance(exc, ConfigError | FileExistsError | PermissionError)
-        or type(exc).__name__ in names
+        isinstance(exc, UsageError | ConfigError | FileExistsError | PermissionError)
         or any(t.__name__ in names for t in type(exc).__mro__)
     )
 

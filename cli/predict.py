@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from geoidec.cli.options import DEVICE_METAVAR, DEVICES, completer
+
+from geoidec.errors import UsageError
 
 
 def progress_bar(description: str = "predicting"):  # noqa: ANN201 - rich types stay lazy
@@ -65,12 +68,11 @@ def _window_progress(bar: Any, task: Any) -> Callable[[int, int], None]:
 
 def latest_run(runs: Path) -> Path:
     """The most recently finished run folder under ``runs`` (a report and a checkpoint)."""
-    from geoidec.data.base import DataError
 
     done = [p.parent for p in runs.glob("*/report.json")
             if any((p.parent / "checkpoints").glob("step_*.pt"))] if runs.is_dir() else []
     if not done:
-        raise DataError(f"no --model given and no finished run under {runs}/; pass --model "
+        raise UsageError(f"no --model given and no finished run under {runs}/; pass --model "
                         "RUN_FOLDER (or a step_N.pt checkpoint)")
     return max(done, key=lambda run: (run / "report.json").stat().st_mtime)
 
@@ -90,7 +92,9 @@ def predict(
                          ] = None,
     overlap: Annotated[int | None, typer.Option(help="Window overlap in pixels.")] = None,
     batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 8,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(
+        metavar=DEVICE_METAVAR, autocompletion=completer(lambda: DEVICES),
+        help="auto, cpu, cuda or cuda:N.")] = "auto",
     confidence: Annotated[bool, typer.Option(
         "--confidence", help="Also write OUT_confidence.tif (max probability, 0-100).")
                           ] = False,
@@ -128,14 +132,14 @@ def predict(
             raise DataError(f"input not found: {scenes[0]}")
         if batch:
             if out is None:
-                raise DataError("several inputs need --out DIR (the output folder)")
+                raise UsageError("several inputs need --out DIR (the output folder)")
             if out.is_file():
-                raise DataError(f"--out {out} is a file; several inputs need an output folder")
+                raise UsageError(f"--out {out} is a file; several inputs need an output folder")
             found = find_scenes(scenes, out)
         else:
             out = out if out is not None else scene_output(scenes[0], scenes[0].parent)
             if out.exists() and not overwrite:
-                raise DataError(f"{out} exists; pass --overwrite to replace it")
+                raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
         from geoidec.inference.distributed import PredictGroup
 
         group = PredictGroup.from_env()  # torchrun/srun: the ranks share each scene by rows

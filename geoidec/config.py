@@ -25,8 +25,10 @@ from typing import Any, Literal
 
 import yaml
 
+from geoidec.errors import UsageError
 
-class ConfigError(ValueError):
+
+class ConfigError(UsageError):
     """A configuration problem, phrased for the user in one line."""
 
 

@@ -34,6 +34,7 @@ from torch import nn
 from geoidec.data.base import DataError
 from geoidec.data.normalization import Normalization
 from geoidec.engine.checkpoint import Checkpoint, load_checkpoint
+from geoidec.errors import UsageError
 from geoidec.files import atomic_write
 from geoidec.models import SegmentationModel
 
@@ -194,9 +195,9 @@ def export_onnx(source: str | Path, out: str | Path, *, step: int | None = None,
     is installed."""
     out = Path(out)
     if out.suffix.lower() != ".onnx":
-        raise DataError(f"--out {out}: an ONNX model file ends in .onnx")
+        raise UsageError(f"--out {out}: an ONNX model file ends in .onnx")
     if out.exists() and not overwrite:
-        raise DataError(f"{out} exists; pass --overwrite to replace it")
+        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
     onnx, onnxruntime = _onnx_modules()
     ckpt = load_checkpoint(source, step)
     module = ExportedSegmenter(ckpt.model, ckpt.normalization).eval()

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from geoidec.constants import BACKGROUND, IGNORE_INDEX
+from geoidec.errors import UsageError
 
 __all__ = ["TaskSchedule", "TaskSpecError", "normalise_name", "remap"]
 
@@ -54,7 +55,7 @@ _NAME_SEPARATORS = re.compile(r"[\s_\-]+")
 LabelT = TypeVar("LabelT", np.ndarray, torch.Tensor)
 
 
-class TaskSpecError(ValueError):
+class TaskSpecError(UsageError):
     """A task specification that cannot be parsed; the message is one user-facing line."""
 
 

@@ -116,9 +116,10 @@ def run_console(args: list[str], cwd: Path | None = None) -> CliOutcome:
     return CliOutcome(proc.returncode, proc.stdout, proc.stderr)
 
 
-def assert_one_line_error(outcome: CliOutcome, *needles: str) -> str:
-    """Exit status 2, no traceback, exactly one ``error:`` line holding every needle."""
-    assert outcome.code == 2, (outcome.code, outcome.stderr[-2000:])
+def assert_one_line_error(outcome: CliOutcome, *needles: str, code: int = 2) -> str:
+    """Exit status ``code`` (2: usage error, the default; 1: data or runtime error), no
+    traceback, exactly one ``error:`` line holding every needle."""
+    assert outcome.code == code, (outcome.code, outcome.stderr[-2000:])
     assert "Traceback" not in outcome.stderr, outcome.stderr
     lines = [line for line in outcome.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, outcome.stderr

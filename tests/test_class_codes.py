@@ -264,7 +264,7 @@ def test_bad_codes_are_one_line_errors(tmp_path: Path, classes: list[dict], top:
 def test_bad_code_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = variant(coded_dataset(tmp_path), "bad.yaml", classes=[{"code": 300}])
     outcome = run_main(["train", path, "--out", tmp_path / "run", *TINY], monkeypatch)
-    assert_one_line_error(outcome, str(path), "code: 300", "outside 0..255")
+    assert_one_line_error(outcome, str(path), "code: 300", "outside 0..255", code=1)
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 

@@ -1,4 +1,5 @@
-"""User errors on the command line: one line on stderr, exit status 2, no traceback."""
+"""User errors on the command line: one line on stderr, no traceback; exit status 2 for
+usage errors (the command line or settings), 1 for data and runtime errors."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_missing_dataset_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     outcome = run_main(["train", "isprs", "--root", tmp_path / "nothing", "--steps", "4-1",
                         "--out", tmp_path / "run", *TINY], monkeypatch)
-    assert_one_line_error(outcome, "geoidec samples isprs", "2_Ortho_RGB")
+    assert_one_line_error(outcome, "geoidec samples isprs", "2_Ortho_RGB", code=1)
     assert not (tmp_path / "run").exists()
 
 
@@ -43,7 +44,7 @@ def test_missing_dataset_root_console_script(tmp_path: Path) -> None:
     """The real entry point, in a fresh interpreter."""
     outcome = run_console(["train", "isprs", "--root", tmp_path / "nothing", "--steps", "4-1",
                            "--out", tmp_path / "run", "--quiet"])
-    assert_one_line_error(outcome, "geoidec samples isprs")
+    assert_one_line_error(outcome, "geoidec samples isprs", code=1)
     assert outcome.stdout == ""
 
 
@@ -114,7 +115,7 @@ def test_predict_missing_input(tiny_checkpoint: Path, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     outcome = run_main(["predict", tmp_path / "absent.tif", "--model", tiny_checkpoint,
                         "--out", tmp_path / "o.tif", "--quiet"], monkeypatch)
-    assert_one_line_error(outcome, "absent.tif", "not found")
+    assert_one_line_error(outcome, "absent.tif", "not found", code=1)
     assert not (tmp_path / "o.tif").exists()
 
 
@@ -124,7 +125,7 @@ def test_predict_non_raster(tiny_checkpoint: Path, tmp_path: Path,
     text.write_text("not a raster\n")
     outcome = run_main(["predict", text, "--model", tiny_checkpoint,
                         "--out", tmp_path / "o.tif", "--quiet"], monkeypatch)
-    assert_one_line_error(outcome, "notes.txt", "raster")
+    assert_one_line_error(outcome, "notes.txt", "raster", code=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
 
 
@@ -133,12 +134,12 @@ def test_predict_missing_model(fake_potsdam: Path, tmp_path: Path,
     scene = fake_potsdam / "2_Ortho_RGB" / "top_potsdam_2_13_RGB.tif"
     outcome = run_main(["predict", scene, "--model", tmp_path / "nomodel.pt",
                         "--out", tmp_path / "o.tif", "--quiet"], monkeypatch)
-    assert_one_line_error(outcome, "nomodel.pt")
+    assert_one_line_error(outcome, "nomodel.pt", code=1)
     empty_run = tmp_path / "emptyrun"
     empty_run.mkdir()
     outcome = run_main(["predict", scene, "--model", empty_run,
                         "--out", tmp_path / "o.tif", "--quiet"], monkeypatch)
-    assert_one_line_error(outcome, "no checkpoint")
+    assert_one_line_error(outcome, "no checkpoint", code=1)
 
 
 def test_predict_not_a_checkpoint(fake_potsdam: Path, tmp_path: Path,
@@ -148,12 +149,12 @@ def test_predict_not_a_checkpoint(fake_potsdam: Path, tmp_path: Path,
     fake.write_bytes(b"\x00garbage")
     outcome = run_main(["predict", scene, "--model", fake, "--out", tmp_path / "o.tif",
                         "--quiet"], monkeypatch)
-    assert_one_line_error(outcome, "model.pt", "checkpoint")
+    assert_one_line_error(outcome, "model.pt", "checkpoint", code=1)
 
 
 def test_evaluate_not_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     outcome = run_main(["evaluate", tmp_path], monkeypatch)
-    assert_one_line_error(outcome, "not a geoidec run folder")
+    assert_one_line_error(outcome, "not a geoidec run folder", code=1)
 
 
 def test_samples_refuses_a_non_empty_folder(tmp_path: Path,
@@ -180,11 +181,53 @@ def test_choice_typo_stops_before_any_data_is_read(
     assert not (tmp_path / "run").exists()
 
 
-def test_help_lists_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("args", "needles"), [
+    (["train", "isprs", "--bogus"], ["No such option: --bogus", "see 'geoidec train --help'"]),
+    (["train"], ["Missing argument 'dataset'", "see 'geoidec train --help'"]),
+    (["evaluate", "runs/x", "--split", "vall"], ["'vall' is not one of 'test', 'val', 'train'",
+                                                 "see 'geoidec evaluate --help'"]),
+    (["predict"], ["Missing argument", "see 'geoidec predict --help'"]),
+    (["frobnicate"], ["No such command 'frobnicate'", "see 'geoidec --help'"]),
+])
+def test_usage_errors_are_one_line_with_status_2(args: list[str], needles: list[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """click's usage errors (unknown option or command, bad choice, missing argument) are
+    one `error:` line naming the help to read, not a box, with the usage exit status."""
+    outcome = run_main(args, monkeypatch)
+    assert_one_line_error(outcome, *needles, code=2)
+    assert "╭" not in outcome.stderr and "Usage:" not in outcome.stderr
+
+
+def test_version_and_no_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geoidec import __version__
+
+    for flag in ("--version", "-V"):
+        outcome = run_main([flag], monkeypatch)
+        assert (outcome.code, outcome.stdout.strip()) == (0, f"geoidec {__version__}")
+    alone = run_main([], monkeypatch)  # the help, with the usage status (nothing was run)
+    assert alone.code == 2 and "train" in alone.stdout and "predict" in alone.stdout
+
+
+def test_help_lists_the_choices_and_the_shell_completes_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Options taking one of a few names show them in --help and complete in the shell."""
+    import typer.main
     from conftest import run_cli
+    from geoidec.cli.main import app
 
     monkeypatch.setenv("COLUMNS", "250")  # one option per line
-    output = run_cli(["train", "--help"]).output
-    assert "<finetune|joint|mib|plop|idec>" in output
-    assert "<rgb|irrg|rgbir>" in output
+    train_help = run_cli(["train", "--help"]).output
+    for metavar in ("<finetune|joint|mib|plop|idec>", "<auto|cpu|satellite|paper|FILE.yaml>",
+                    "<auto|cpu|cuda|cuda:N>", "<rgb|irrg|rgbir>"):
+        assert metavar in train_help, metavar
     assert "<test|val|train>" in run_cli(["evaluate", "--help"]).output
+    assert "<auto|cpu|cuda|cuda:N>" in run_cli(["predict", "--help"]).output
+    assert "<onnx>" in run_cli(["export", "--help"]).output
+    train = typer.main.get_command(app).commands["train"]
+    ctx = train.make_context("train", ["isprs"], resilient_parsing=True)
+    params = {p.name: p for p in train.params}
+    assert [c.value for c in params["method"].shell_complete(ctx, "m")] == ["mib"]
+    assert [c.value for c in params["preset"].shell_complete(ctx, "")] == [
+        "auto", "cpu", "paper", "satellite"]
+    assert [c.value for c in params["device"].shell_complete(ctx, "cu")] == ["cuda", "cuda:0"]

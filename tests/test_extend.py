@@ -155,7 +155,7 @@ def test_mismatches_stop_in_one_line_without_a_run_folder(
                else _subset(data, "known-only", [0, 1]))
     outcome = run_main(["train", dataset, "--from", v1, "--out", tmp_path / "run", *TINY],
                        monkeypatch)
-    assert_one_line_error(outcome, *needles)
+    assert_one_line_error(outcome, *needles, code=1)
     assert not (tmp_path / "run").exists()
 
 
@@ -167,7 +167,7 @@ def test_band_names_must_match(data: Path, tmp_path: Path,
     other = _subset(data, "renamed", [2], band_names=["nir", "green", "blue"])
     outcome = run_main(["train", other, "--from", parent, "--out", tmp_path / "run", *TINY],
                        monkeypatch)
-    assert_one_line_error(outcome, "has bands nir, green, blue", "red, green, blue")
+    assert_one_line_error(outcome, "has bands nir, green, blue", "red, green, blue", code=1)
     assert not (tmp_path / "run").exists()
 
 
@@ -229,7 +229,7 @@ def test_codes_of_the_user_in_the_extended_map(tmp_path: Path,
     clash.write_text(yaml.safe_dump(doc))
     outcome = run_main(["train", clash, "--from", v1, "--out", tmp_path / "run", *TINY],
                        monkeypatch)
-    assert_one_line_error(outcome, "class 'field' has code 7", "the model uses for 'water'")
+    assert_one_line_error(outcome, "class 'field' has code 7", "the model uses for 'water'", code=1)
     assert not (tmp_path / "run").exists()
 
 

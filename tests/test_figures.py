@@ -110,8 +110,8 @@ def test_info_errors_are_one_line(
     run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert_one_line_error(run_main(["info", "/nonexistent"], monkeypatch), "not found",
-                          "/nonexistent")
+                          "/nonexistent", code=1)
     assert_one_line_error(run_main(["info", run / "report.json"], monkeypatch),
-                          "not a readable geoidec checkpoint")
+                          "not a readable geoidec checkpoint", code=1)
     assert_one_line_error(run_main(["info", tmp_path], monkeypatch),
-                          "not a geoidec run folder")
+                          "not a geoidec run folder", code=1)

@@ -49,7 +49,9 @@ def test_potsdam_via_registry(fake_potsdam: Path) -> None:
 
 
 def test_unknown_dataset_name() -> None:
-    with pytest.raises(DataError) as err:
+    from geoidec.errors import UsageError
+
+    with pytest.raises(UsageError) as err:  # a typo in the command: exit status 2
         load_dataset("potsdamm")
     msg = str(err.value)
     assert "potsdamm" in msg and "did you mean" in msg and "vaihingen" in msg

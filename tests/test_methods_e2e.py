@@ -110,7 +110,7 @@ def test_step0_from_refuses_other_classes(
     outcome = run_main(["train", "isprs", "--root", str(fake_potsdam), "--steps", "2-3",
                         "--out", str(tmp_path / "x"), *TINY, "--step0-from", str(base)],
                        monkeypatch)
-    assert_one_line_error(outcome, "step 0 learnt other classes")
+    assert_one_line_error(outcome, "step 0 learnt other classes", code=1)
 
 
 def test_train_on_val_adds_the_held_out_scenes(fake_potsdam: Path, tmp_path: Path) -> None:

@@ -204,3 +204,36 @@ def test_forgetting() -> None:
     s_then = {"per_class_iou": {"a": 0.9, "b": math.nan}}
     s_now = {"per_class_iou": {"a": 0.5, "b": 0.2}, "miou_all": 0.35}
     assert forgetting([s_then], s_now) == pytest.approx({"a": 0.4})
+
+
+def test_matrix_and_scores_agree_with_torchmetrics() -> None:
+    """Cross-check on random predictions with ignored pixels: the confusion matrix, per-class
+    IoU and F1 and the pixel accuracy equal torchmetrics' (a reference implementation that
+    Lightning already installs)."""
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_confusion_matrix,
+        multiclass_f1_score,
+        multiclass_jaccard_index,
+    )
+
+    g = torch.Generator().manual_seed(0)
+    k = 5
+    target = torch.randint(0, k, (4, 37, 29), generator=g)
+    pred = torch.where(torch.rand(target.shape, generator=g) < 0.6, target,
+                       torch.randint(0, k, target.shape, generator=g))
+    target[torch.rand(target.shape, generator=g) < 0.1] = 255
+    cm = ConfusionMatrix(k)
+    cm.update(pred, target)
+    reference = multiclass_confusion_matrix(pred, target, k, ignore_index=255)
+    np.testing.assert_array_equal(cm.matrix, reference.numpy())
+    classes = list(range(k))
+    for ours, theirs in (
+        (per_class_iou(cm, classes), multiclass_jaccard_index(pred, target, k, average="none",
+                                                              ignore_index=255)),
+        (per_class_f1(cm, classes), multiclass_f1_score(pred, target, k, average="none",
+                                                        ignore_index=255)),
+    ):
+        np.testing.assert_allclose([ours[c] for c in classes], theirs.numpy(), rtol=1e-6)
+    accuracy = multiclass_accuracy(pred, target, k, average="micro", ignore_index=255)
+    assert pixel_accuracy(cm, classes) == pytest.approx(float(accuracy), rel=1e-6)

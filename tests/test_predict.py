@@ -573,24 +573,24 @@ def test_bad_inputs_give_one_line(run_dir: Path, fake_potsdam: Path, tmp_path: P
         return run_main(["predict", *args, "--model", run_dir, "--quiet"], monkeypatch)
 
     assert_one_line_error(cli(tmp_path / "absent.tif", "--out", out), "absent.tif",
-                          "not found")
+                          "not found", code=1)
     rgbir = fake_potsdam / "4_Ortho_RGBIR" / "top_potsdam_2_13_RGBIR.tif"
-    assert_one_line_error(cli(rgbir, "--out", out), "4 band(s)", "expects 3")
+    assert_one_line_error(cli(rgbir, "--out", out), "4 band(s)", "expects 3", code=1)
     text = tmp_path / "notes.txt"
     text.write_text("hello\n")
-    assert_one_line_error(cli(text, "--out", out), "notes.txt", "raster")
+    assert_one_line_error(cli(text, "--out", out), "notes.txt", "raster", code=1)
     (tmp_path / "o_confidence.tif").write_bytes(b"x")
     assert_one_line_error(cli(scene, "--out", out, "--confidence"), "o_confidence.tif",
                           "--overwrite")
     assert_one_line_error(cli(scene, "--out", out, "--change-from", tmp_path / "nope.pt"),
-                          "nope.pt")
+                          "nope.pt", code=1)
     assert_one_line_error(cli(str(tmp_path / "*.jp2"), "--out", tmp_path / "d"),
-                          "no rasters")
+                          "no rasters", code=1)
     for sub in ("x", "y"):
         (tmp_path / sub).mkdir()
         shutil.copy(scene, tmp_path / sub / "same.tif")
     assert_one_line_error(cli(tmp_path / "x" / "same.tif", tmp_path / "y" / "same.tif",
-                              "--out", tmp_path / "d"), "both be written")
+                              "--out", tmp_path / "d"), "both be written", code=1)
     assert_one_line_error(cli(scene, "--out", out, "--overlap", "40"), "--overlap")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "o_confidence.tif",
                                                           "x", "y"]
@@ -607,7 +607,7 @@ def test_batch_reports_failed_scenes(run_dir: Path, fake_potsdam: Path, tmp_path
                 folder / "four.tif")
     outcome = run_main(["predict", folder, "--model", run_dir, "--out", tmp_path / "o",
                         "--quiet"], monkeypatch)
-    assert_one_line_error(outcome, "1 of 2 scene(s) failed", "four.tif")
+    assert_one_line_error(outcome, "1 of 2 scene(s) failed", "four.tif", code=1)
     assert (tmp_path / "o" / "tile_0_classes.tif").is_file()
     assert not (tmp_path / "o" / "four_classes.tif").exists()
 

@@ -54,7 +54,7 @@ def test_truncated_geotiff(data: Path, tmp_path: Path, monkeypatch: pytest.Monke
         f.truncate(tif.stat().st_size // 2)
     outcome = _train(data, tmp_path / "run", monkeypatch)
     assert_one_line_error(outcome, "cannot read raster data: train_0.tif",
-                          "is the file truncated or corrupt?")
+                          "is the file truncated or corrupt?", code=1)
     assert not (tmp_path / "run").exists()
 
 
@@ -65,7 +65,7 @@ def test_truncated_label_raster(data: Path, tmp_path: Path,
         f.truncate(tif.stat().st_size - 1000)
     outcome = _train(data, tmp_path / "run", monkeypatch)
     assert_one_line_error(outcome, "cannot read scene train_1", str(tif),
-                          "is a file truncated or corrupt?")
+                          "is a file truncated or corrupt?", code=1)
     assert not (tmp_path / "run").exists()
 
 
@@ -73,7 +73,7 @@ def test_corrupt_geotiff(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
     tif = data.parent / "images" / "test_0.tif"
     tif.write_bytes(os.urandom(4096))
     outcome = _train(data, tmp_path / "run", monkeypatch)
-    assert_one_line_error(outcome, f"cannot read {tif} as a raster", "is it a GeoTIFF?")
+    assert_one_line_error(outcome, f"cannot read {tif} as a raster", "is it a GeoTIFF?", code=1)
     assert not (tmp_path / "run").exists()
 
 
@@ -82,7 +82,7 @@ def test_label_grid_differs_from_image(data: Path, tmp_path: Path,
     write_tif(data.parent / "labels" / "train_0.tif", labels(40, seed=0))
     outcome = _train(data, tmp_path / "run", monkeypatch)
     assert_one_line_error(outcome, "is 40x40 px but image", "is 48x48 px",
-                          "resample the label with nearest neighbour first")
+                          "resample the label with nearest neighbour first", code=1)
     assert not (tmp_path / "run").exists()
 
 
@@ -91,7 +91,7 @@ def test_label_crs_differs_from_image(data: Path, tmp_path: Path,
     write_tif(data.parent / "labels" / "train_0.tif", labels(48, seed=0), crs="EPSG:32632")
     outcome = _train(data, tmp_path / "run", monkeypatch)
     assert_one_line_error(outcome, "has CRS EPSG:32632 but its image has EPSG:32633",
-                          "reproject the label")
+                          "reproject the label", code=1)
     assert not (tmp_path / "run").exists()
 
 
@@ -177,7 +177,8 @@ def test_empty_split(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     del doc["images"]["test"], doc["labels"]["test"]
     data.write_text(yaml.safe_dump(doc))
     outcome = _train(data, tmp_path / "run", monkeypatch)
-    assert_one_line_error(outcome, "dataset 'tiny' has no 'test' scenes; splits found: train (2)")
+    assert_one_line_error(outcome, "dataset 'tiny' has no 'test' scenes; splits found: train (2)",
+                          code=1)
     assert not (tmp_path / "run").exists()
 
 
@@ -187,7 +188,7 @@ def test_step0_from_another_class_schedule(base_run: tuple[Path, Path], tmp_path
     outcome = _train(dataset, tmp_path / "run", monkeypatch, "--step0-from", str(base),
                      steps="1-2")
     assert_one_line_error(outcome, f"cannot reuse step 0 of {base}: its step 0 learnt other "
-                          "classes")
+                          "classes", code=1)
 
 
 def test_resume_with_another_method_or_setting(base_run: tuple[Path, Path],
@@ -198,15 +199,15 @@ def test_resume_with_another_method_or_setting(base_run: tuple[Path, Path],
                         "--method", "idec", "--set", "train.lr=0.5"], monkeypatch)
     assert_one_line_error(outcome, f"cannot resume {base}: it was trained with method finetune "
                           "(this command: idec)", "train.lr=0.02 (this command: 0.5)",
-                          "repeat the run's own command with --resume")
+                          "repeat the run's own command with --resume", code=1)
     outcome = run_main(["train", dataset, "--steps", "1-2", "--resume", base, *TINY],
                        monkeypatch)
-    assert_one_line_error(outcome, "steps '2-1' (this command: '1-2')")
+    assert_one_line_error(outcome, "steps '2-1' (this command: '1-2')", code=1)
     other = dataset.with_name("other.yaml")
     other.write_text(dataset.read_text().replace("name: tiny", "name: other"))
     outcome = run_main(["train", other, "--steps", "2-1", "--resume", base, *TINY],
                        monkeypatch)
-    assert_one_line_error(outcome, "dataset tiny (this command: other)")
+    assert_one_line_error(outcome, "dataset tiny (this command: other)", code=1)
     assert {p: p.stat().st_mtime_ns for p in base.rglob("*") if p.is_file()} == before
 
 
@@ -215,7 +216,7 @@ def test_resume_of_a_folder_that_is_not_a_run(data: Path, tmp_path: Path,
     outcome = run_main(["train", data, "--steps", "2-1", "--resume", tmp_path, *TINY],
                        monkeypatch)
     assert_one_line_error(outcome, f"cannot resume {tmp_path}: not a geoidec run folder "
-                          "(no task.json)")
+                          "(no task.json)", code=1)
 
 
 def test_corrupt_checkpoint(base_run: tuple[Path, Path], tmp_path: Path,
@@ -225,7 +226,7 @@ def test_corrupt_checkpoint(base_run: tuple[Path, Path], tmp_path: Path,
     data = (base / "checkpoints" / "step_1.pt").read_bytes()
     broken.write_bytes(data[: len(data) // 3])
     outcome = run_main(["export", broken, "--out", tmp_path / "m.onnx"], monkeypatch)
-    assert_one_line_error(outcome, f"{broken} is not a readable geoidec checkpoint")
+    assert_one_line_error(outcome, f"{broken} is not a readable geoidec checkpoint", code=1)
     assert not (tmp_path / "m.onnx").exists()
 
 
@@ -249,7 +250,7 @@ def test_run_folder_without_permission(data: Path, tmp_path: Path,
         outcome = _train(data, locked / "run", monkeypatch)
     finally:
         locked.chmod(0o700)
-    assert_one_line_error(outcome, f"cannot write {locked / 'run'}: Permission denied")
+    assert_one_line_error(outcome, f"cannot write {locked / 'run'}: Permission denied", code=1)
     assert not (locked / "run").exists()
 
 
@@ -258,7 +259,7 @@ def test_run_folder_under_a_file(data: Path, tmp_path: Path,
     (tmp_path / "notes.txt").write_text("x")
     outcome = _train(data, tmp_path / "notes.txt" / "run", monkeypatch)
     assert_one_line_error(outcome, f"cannot write {tmp_path / 'notes.txt' / 'run'}: Not a "
-                          "directory")
+                          "directory", code=1)
 
 
 def test_predict_output_without_permission(base_run: tuple[Path, Path], tmp_path: Path,
@@ -269,7 +270,7 @@ def test_predict_output_without_permission(base_run: tuple[Path, Path], tmp_path
     scene = dataset.parent / "images" / "test_0.tif"
     outcome = run_main(["predict", scene, "--model", base, "--out", out, "--quiet"],
                        monkeypatch)
-    assert_one_line_error(outcome, "notes.txt")
+    assert_one_line_error(outcome, "notes.txt", code=1)
     assert (tmp_path / "notes.txt").read_text() == "x"
 
 
@@ -288,7 +289,7 @@ def test_disk_full_while_saving_a_checkpoint(data: Path, tmp_path: Path,
     out = tmp_path / "run"
     outcome = _train(data, out, monkeypatch)
     assert_one_line_error(outcome, f"cannot write {out / 'checkpoints' / 'step_0.pt'}: No space "
-                          "left on device (disk full: free some space)")
+                          "left on device (disk full: free some space)", code=1)
     assert not list((out / "checkpoints").iterdir())  # no truncated or temporary file
 
 
@@ -303,7 +304,7 @@ def test_several_nodes_without_a_launcher(data: Path, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     outcome = _train(data, tmp_path / "run", monkeypatch, "--set", "train.num_nodes=2")
     assert_one_line_error(outcome, "train.num_nodes > 1 needs one process per device on every "
-                          "node, started by srun or torchrun")
+                          "node, started by srun or torchrun", code=1)
     assert not (tmp_path / "run").exists()
 
 
@@ -315,5 +316,5 @@ def test_launcher_started_other_process_count(data: Path, tmp_path: Path,
         monkeypatch.setenv(key, value)
     outcome = _train(data, tmp_path / "run", monkeypatch)
     assert_one_line_error(outcome, "the launcher started 2 processes but train.devices x "
-                          "train.num_nodes = 1 x 1 = 1")
+                          "train.num_nodes = 1 x 1 = 1", code=1)
     assert not (tmp_path / "run").exists()

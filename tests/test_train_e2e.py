@@ -282,7 +282,7 @@ def test_predict_wrong_band_count(run_4_1: Path, fake_potsdam: Path, tmp_path: P
     out = tmp_path / "x.tif"
     outcome = run_main(["predict", scene, "--model", run_4_1, "--out", out, "--quiet"],
                        monkeypatch)
-    line = assert_one_line_error(outcome, "band")
+    line = assert_one_line_error(outcome, "band", code=1)
     assert "4 band" in line and "3" in line
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir()]  # no partial files either

@@ -222,7 +222,7 @@ def test_missing_data_is_one_line(name: str, needles: tuple[str, ...],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     outcome = run_main(["train", name, "--root", "/nonexistent", "--steps", "15-5"],
                        monkeypatch)
-    assert_one_line_error(outcome, "/nonexistent", *needles)
+    assert_one_line_error(outcome, "/nonexistent", *needles, code=1)
 
 
 def test_voc_missing_label_names_the_file(fake_voc: Path, tmp_path: Path) -> None:

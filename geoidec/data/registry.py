@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from geoidec.data.base import DataError, DatasetSpec
+from geoidec.errors import UsageError
 
 #: name -> (loader(root, modality), default root)
 DATASETS: dict[str, tuple[Callable[[Path, str], DatasetSpec], str]] = {}
@@ -58,7 +59,7 @@ def load_dataset(name: str, root: str | Path | None = None, modality: str = "rgb
     if key not in DATASETS:
         close = difflib.get_close_matches(key, list(DATASETS), n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise DataError(f"unknown dataset '{name}'{hint}; valid: {', '.join(DATASETS)} "
+        raise UsageError(f"unknown dataset '{name}'{hint}; valid: {', '.join(DATASETS)} "
                         "or a path to a dataset YAML")
     loader, default_root = DATASETS[key]
     return loader(Path(root) if root else Path(default_root), modality)

@@ -36,6 +36,7 @@ from geoidec.engine.evaluate import evaluate_scenes_sharded
 from geoidec.engine.metrics import forgetting, summarize
 from geoidec.engine.resume import ResumeState
 from geoidec.engine.run import IncrementalRun, RunResult, resume_state, start
+from geoidec.errors import UsageError
 from geoidec.methods import StepPlan
 from geoidec.models import SegmentationModel
 from geoidec.tasks import TaskSchedule, normalise_name
@@ -325,7 +326,7 @@ class ExtendRun(IncrementalRun):
                  eval_on: Sequence[DatasetSpec] = (), resume: ResumeState | None = None
                  ) -> None:
         if config.method.name == "joint":
-            raise DataError("joint learns every class at once from one dataset and cannot start "
+            raise UsageError("joint learns every class at once from one dataset and cannot start "
                             "from a model; use --method idec (or mib, plop, finetune) with "
                             "--from")
         self.parent = parent

@@ -70,6 +70,7 @@ from geoidec.engine.reports import (
 from geoidec.engine.resume import PartialCheckpoint, ResumeState, partial_path
 from geoidec.engine.step_state import StepOutcome, restore_method
 from geoidec.engine.trainer import build_trainer, fit_step, quiet_lightning
+from geoidec.errors import UsageError
 from geoidec.files import write_error, write_json, write_text
 from geoidec.methods import Method, StepPlan, build_method
 from geoidec.models import SegmentationModel, build_model
@@ -103,10 +104,10 @@ def prepare_run_dir(out: Path, overwrite: bool, create: bool = True) -> Path:
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise DataError(f"run folder {out} exists and is not a folder; choose another --out")
+        raise UsageError(f"run folder {out} exists and is not a folder; choose another --out")
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise DataError(f"run folder {out} exists and is not empty; pass --overwrite or "
+            raise FileExistsError(f"run folder {out} exists and is not empty; pass --overwrite or "
                             "choose another --out, or --resume it")
         if create:
             shutil.rmtree(out)
@@ -616,7 +617,7 @@ def resume_state(resume: Path | None, overwrite: bool) -> ResumeState | None:
     if resume is None:
         return None
     if overwrite:
-        raise DataError("--resume continues a run; it cannot be combined with --overwrite")
+        raise UsageError("--resume continues a run; it cannot be combined with --overwrite")
     return ResumeState.load(resume)
 
 

@@ -60,6 +60,7 @@ from geoidec.data.base import DataError, Scene, SceneReader, open_raster
 from geoidec.data.normalization import Normalization
 from geoidec.engine.checkpoint import Checkpoint
 from geoidec.engine.evaluate import probability_fn
+from geoidec.errors import UsageError
 from geoidec.inference.checks import check_input, check_result, log, sample_values
 from geoidec.inference.distributed import (
     PartFile,
@@ -192,14 +193,14 @@ def resolve_tiling(
     """Window size and overlap: the checkpoint's unless given; one window just large enough
     (multiple of :data:`TILE_MULTIPLE`) for a scene that fits in a tile."""
     if tile is not None and tile <= 0:
-        raise DataError(f"--tile-size must be positive, got {tile}")
+        raise UsageError(f"--tile-size must be positive, got {tile}")
     if tile is None or tile == checkpoint.tile_size:
         tile = checkpoint.tile_size
         overlap = int(checkpoint.meta.get("overlap", tile // 4)) if overlap is None else overlap
     elif overlap is None:
         overlap = min(int(checkpoint.meta.get("overlap", tile // 4)), tile // 4)
     if not 0 <= overlap < tile:
-        raise DataError(f"--overlap must be in [0, {tile}) for tile {tile}, got {overlap}")
+        raise UsageError(f"--overlap must be in [0, {tile}) for tile {tile}, got {overlap}")
     if height <= tile and width <= tile:
         small = TILE_MULTIPLE * math.ceil(max(height, width) / TILE_MULTIPLE)
         if small < tile:
@@ -361,7 +362,7 @@ def _check_outputs_free(paths: OutputPaths, overwrite: bool) -> None:
         return
     for path in paths.requested():
         if path.exists():
-            raise DataError(f"{path} exists; pass --overwrite to replace it")
+            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
 
 
 def _bounded_gdal_cache(func: Callable[P, R]) -> Callable[P, R]:
@@ -446,9 +447,9 @@ def predict_scene(
         log.warning(f"{scene_path.name}: class maps are not written as JPEG (it would mix "
                     f"class values); writing the palette PNG {paths.classes}")
     if batch_size <= 0:
-        raise DataError(f"--batch-size must be positive, got {batch_size}")
+        raise UsageError(f"--batch-size must be positive, got {batch_size}")
     if simplify < 0:
-        raise DataError(f"--simplify must be >= 0, got {simplify}")
+        raise UsageError(f"--simplify must be >= 0, got {simplify}")
     _check_outputs_free(paths, overwrite)
     try:
         paths.classes.parent.mkdir(parents=True, exist_ok=True)
