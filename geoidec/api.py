@@ -1,0 +1,169 @@
+"""Python API for notebooks and scripts: load a trained model, map arrays.
+
+    import geoidec
+    model = geoidec.load("runs/v2")            # a run folder (its last step) or a step_N.pt
+    model.classes                              # [ModelClass(index, name, code, color), ...]
+    codes = model.predict(image)               # (bands, H, W) numpy array or torch tensor
+    probs = model.predict_proba(image)         # (K, H, W) float32
+
+``predict`` runs exactly what ``geoidec predict`` runs (the checkpoint's window size and
+overlap, cosine blending, strips of at most 2,048 px, the training normalisation, nodata
+and fill values read as invalid), so for the bands of a GeoTIFF it returns the class map
+``geoidec predict`` writes, pixel for pixel (tests/test_api.py). docs/api.md has the guide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+
+from geoidec.constants import IGNORE_INDEX
+from geoidec.data.base import DataError, fill_mask
+
+__all__ = ["Model", "ModelClass", "load"]
+
+
+@dataclass(frozen=True)
+class ModelClass:
+    """One output of a model: its index (model order, background 0), name, code (its value
+    in class maps: the dataset YAML's, or the index for datasets without codes) and RGB
+    colour."""
+
+    index: int
+    name: str
+    code: int
+    color: tuple[int, int, int]
+
+
+def load(path: str | Path, *, step: int | None = None, device: str = "auto") -> Model:
+    """The model of a run folder (its last step, or ``step``) or of a ``step_N.pt``
+    checkpoint, on ``device`` (``auto``: CUDA when present)."""
+    from geoidec.engine.checkpoint import load_checkpoint
+    from geoidec.engine.run import resolve_device
+
+    dev = resolve_device(device)
+    return Model(load_checkpoint(path, step, map_location=dev), dev)
+
+
+class _ArrayReader:
+    """A scene reader over an in-memory ``(C, H, W)`` array, with the validity rule of
+    :class:`geoidec.data.base.SceneReader`: a pixel is valid when every band is finite, none
+    equals ``nodata`` and none equals its band's fill value."""
+
+    def __init__(self, image: np.ndarray, nodata: float | None,
+                 fill: Sequence[float | None] | None) -> None:
+        self.image = image
+        self.height, self.width = image.shape[1:]
+        ok = np.ones(image.shape[1:], dtype=bool)
+        if np.issubdtype(image.dtype, np.floating):
+            ok &= np.isfinite(image).all(axis=0)
+        if nodata is not None:
+            ok &= ~(fill_mask(image, nodata).any(axis=0))
+        for band, value in enumerate(fill or ()):
+            if value is not None:
+                ok &= ~fill_mask(image[band], value)
+        self.valid = ok
+
+    def get(self) -> _ArrayReader:  # the interface of predict.py's thread-local readers
+        return self
+
+    def read_image(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        rows = slice(int(window.row_off), int(window.row_off) + int(window.height))
+        cols = slice(int(window.col_off), int(window.col_off) + int(window.width))
+        valid = self.valid[rows, cols]
+        part = self.image[:, rows, cols].astype(np.float32)
+        part[:, ~valid] = 0.0
+        return part, valid.copy()
+
+
+class Model:
+    """A trained geoidec model (see :func:`load`)."""
+
+    def __init__(self, checkpoint: Any, device: torch.device) -> None:
+        self.checkpoint = checkpoint
+        self.device = device
+        codes = checkpoint.codes
+        self.classes = [ModelClass(i, c.name, codes[i] if codes else i, tuple(c.color))
+                        for i, c in enumerate(checkpoint.classes)]
+        #: Value of class-map pixels where the input is invalid.
+        self.nodata_code = checkpoint.nodata_code if codes is not None else IGNORE_INDEX
+        self.bands: int = checkpoint.bands
+        self.band_names: list[str] | None = checkpoint.meta.get("band_names")
+        self.resolution = checkpoint.meta.get("resolution")
+        self.crs = checkpoint.meta.get("crs")
+
+    def __repr__(self) -> str:
+        names = ", ".join(c.name for c in self.classes)
+        return (f"geoidec.Model({self.checkpoint.path}, step {self.checkpoint.meta.get('step')}"
+                f", {self.bands} band(s), classes: {names})")
+
+    def _as_array(self, image: np.ndarray | torch.Tensor) -> np.ndarray:
+        if isinstance(image, torch.Tensor):
+            image = image.detach().cpu().numpy()
+        image = np.asarray(image)
+        if image.ndim == 2 and self.bands == 1:
+            image = image[None]
+        if image.ndim != 3 or image.shape[0] != self.bands:
+            names = f" ({', '.join(self.band_names)})" if self.band_names else ""
+            raise DataError(f"the model expects an array of shape (bands, height, width) with "
+                            f"{self.bands} band(s){names}; got shape {tuple(image.shape)}")
+        return image
+
+    def _probabilities(self, image: np.ndarray | torch.Tensor, nodata: float | None,
+                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Blended probabilities (K, H, W) float32 and the valid mask (H, W)."""
+        from geoidec.engine.evaluate import probability_fn
+        from geoidec.inference.predict import (
+            _threads_for_forward_only,
+            _window_reader,
+            reading_threads,
+            resolve_tiling,
+        )
+        from geoidec.inference.sliding import SlidingWindowPredictor
+        from geoidec.inference.strips import StripPredictor
+
+        array = self._as_array(image)
+        reader = _ArrayReader(array, nodata, self.checkpoint.normalization.fill)
+        height, width = reader.height, reader.width
+        k = self.checkpoint.num_classes
+        probs = np.zeros((k, height, width), dtype=np.float32)
+        valid = np.zeros((height, width), dtype=bool)
+        model = self.checkpoint.model.to(self.device).eval()
+        forward = probability_fn(model, self.device, amp=self.device.type == "cuda")
+        tile, overlap = resolve_tiling(self.checkpoint, None, None, height, width)
+        with _threads_for_forward_only(self.device) as wrap:
+            predictor = SlidingWindowPredictor(
+                wrap(forward), num_classes=k, tile=tile, overlap=overlap,
+                batch_size=batch_size, device=self.device, readers=reading_threads(self.device))
+            read = _window_reader(reader, [self.checkpoint.normalization], None)
+            for row, col, p, v in StripPredictor(predictor).run(read, height, width):
+                rows, cols = slice(row, row + p.shape[1]), slice(col, col + p.shape[2])
+                probs[:, rows, cols], valid[rows, cols] = p, v
+        return probs, valid
+
+    def predict_proba(self, image: np.ndarray | torch.Tensor, *, nodata: float | None = None,
+                      batch_size: int = 8) -> np.ndarray:
+        """Class probabilities ``(K, H, W)`` float32 in model order (:attr:`classes`) for a
+        ``(bands, H, W)`` array of raw band values (as in the training rasters); 0 where
+        the input is invalid (non-finite, ``nodata`` or a band's fill value)."""
+        probs, valid = self._probabilities(image, nodata, batch_size)
+        probs[:, ~valid] = 0.0
+        return probs
+
+    def predict(self, image: np.ndarray | torch.Tensor, *, nodata: float | None = None,
+                batch_size: int = 8) -> np.ndarray:
+        """The class map ``(H, W)`` uint8 of a ``(bands, H, W)`` array: each pixel's class
+        code (:attr:`ModelClass.code`), :attr:`nodata_code` where the input is invalid."""
+        from geoidec.inference.predict import code_table
+
+        probs, valid = self._probabilities(image, nodata, batch_size)
+        labels = probs.argmax(axis=0).astype(np.uint8)
+        labels[~valid] = IGNORE_INDEX
+        table = code_table([c.code for c in self.classes], self.nodata_code)
+        return labels if table is None else table[labels]
