@@ -103,7 +103,7 @@ class Model:
         return (f"geoidec.Model({self.checkpoint.path}, step {self.checkpoint.meta.get('step')}"
                 f", {self.bands} band(s), classes: {names})")
 
-    def _as_array(self, image: np.ndarray | torch.Tensor) -> np.ndarray:
+    def _as_array(self, image: np.ndarray | torch.Tensor) -> np.ndarray:  # (C, H, W)
         if isinstance(image, torch.Tensor):
             image = image.detach().cpu().numpy()
         image = np.asarray(image)
@@ -147,23 +147,70 @@ class Model:
                 probs[:, rows, cols], valid[rows, cols] = p, v
         return probs, valid
 
-    def predict_proba(self, image: np.ndarray | torch.Tensor, *, nodata: float | None = None,
-                      batch_size: int = 8) -> np.ndarray:
+    def predict_proba(self, image: Any, *, nodata: float | None = None,
+                      batch_size: int = 8) -> Any:
         """Class probabilities ``(K, H, W)`` float32 in model order (:attr:`classes`) for a
         ``(bands, H, W)`` array of raw band values (as in the training rasters); 0 where
-        the input is invalid (non-finite, ``nodata`` or a band's fill value)."""
-        probs, valid = self._probabilities(image, nodata, batch_size)
+        the input is invalid (non-finite, ``nodata`` or a band's fill value). An xarray
+        DataArray gives a DataArray with a ``class`` dimension (the class names) and the
+        input's other coordinates, CRS and transform."""
+        values, nodata = _unwrap(image, nodata)
+        probs, valid = self._probabilities(values, nodata, batch_size)
         probs[:, ~valid] = 0.0
-        return probs
+        if not _is_dataarray(image):
+            return probs
+        return _wrap(image, probs, "probability", extra=("class", [c.name for c in self.classes]))
 
-    def predict(self, image: np.ndarray | torch.Tensor, *, nodata: float | None = None,
-                batch_size: int = 8) -> np.ndarray:
+    def predict(self, image: Any, *, nodata: float | None = None, batch_size: int = 8) -> Any:
         """The class map ``(H, W)`` uint8 of a ``(bands, H, W)`` array: each pixel's class
-        code (:attr:`ModelClass.code`), :attr:`nodata_code` where the input is invalid."""
+        code (:attr:`ModelClass.code`), :attr:`nodata_code` where the input is invalid. An
+        xarray DataArray (``rioxarray``'s ``open_rasterio``) gives a DataArray with the
+        input's coordinates, CRS and transform, and the nodata code as its nodata; its
+        nodata value, when it has one, marks invalid input pixels."""
         from geoidec.inference.predict import code_table
 
-        probs, valid = self._probabilities(image, nodata, batch_size)
+        values, nodata = _unwrap(image, nodata)
+        probs, valid = self._probabilities(values, nodata, batch_size)
         labels = probs.argmax(axis=0).astype(np.uint8)
         labels[~valid] = IGNORE_INDEX
         table = code_table([c.code for c in self.classes], self.nodata_code)
-        return labels if table is None else table[labels]
+        codes = labels if table is None else table[labels]
+        if not _is_dataarray(image):
+            return codes
+        return _wrap(image, codes, "class", nodata=self.nodata_code)
+
+
+def _is_dataarray(obj: Any) -> bool:
+    return type(obj).__name__ == "DataArray" and hasattr(obj, "dims")
+
+
+def _unwrap(image: Any, nodata: float | None) -> tuple[Any, float | None]:
+    """The values of an xarray DataArray (and its nodata, from rioxarray, unless given);
+    anything else unchanged."""
+    if not _is_dataarray(image):
+        return image, nodata
+    if nodata is None:
+        rio = getattr(image, "rio", None)  # present once rioxarray is imported
+        nodata = rio.nodata if rio is not None else image.attrs.get("_FillValue")
+    return image.values, None if nodata is None else float(nodata)
+
+
+def _wrap(like: Any, values: np.ndarray, name: str, *, nodata: int | None = None,
+          extra: tuple[str, list[str]] | None = None) -> Any:
+    """``values`` as a DataArray on ``like``'s spatial dimensions and coordinates, with its
+    CRS and transform (rioxarray), ``extra`` as a leading dimension."""
+    import xarray as xr
+
+    spatial = like.dims[1:]
+    dims = ((extra[0],) if extra else ()) + tuple(spatial)
+    coords = {d: like.coords[d] for d in spatial if d in like.coords}
+    if extra:
+        coords[extra[0]] = extra[1]
+    out = xr.DataArray(values, dims=dims, coords=coords, name=name)
+    rio = getattr(like, "rio", None)
+    if rio is not None and rio.crs is not None:
+        out = out.rio.write_crs(rio.crs).rio.write_transform(rio.transform())
+    if nodata is not None:
+        out = out.rio.write_nodata(nodata) if rio is not None else out.assign_attrs(
+            _FillValue=nodata)
+    return out

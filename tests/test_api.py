@@ -42,10 +42,11 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_documented_example_runs_and_equals_geoidec_predict(
         workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code = re.findall(r"```python\n(.*?)```", DOC.read_text(encoding="utf-8"), flags=re.S)
-    assert len(code) == 1
+    assert len(code) == 2  # numpy, then xarray
     monkeypatch.chdir(workdir)
     namespace: dict = {}
-    exec(compile(code[0], str(DOC), "exec"), namespace)  # noqa: S102 - our own docs
+    for block in code:
+        exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102 - our own docs
     result = run_cli(["predict", "east_image.tif", "--model", "runs/landcover",
                       "--out", "east_cli.tif", "--overwrite", "--quiet"])
     assert result.exit_code == 0, result.output
@@ -53,6 +54,11 @@ def test_the_documented_example_runs_and_equals_geoidec_predict(
         cli, api = a.read(1), b.read(1)
         assert (b.crs, b.transform, b.nodata) == (a.crs, a.transform, a.nodata)
     np.testing.assert_array_equal(api, cli)
+    with rasterio.open("east_codes_xarray.tif") as c:
+        np.testing.assert_array_equal(c.read(1), cli)
+        assert (c.crs, c.transform, c.nodata) == (a.crs, a.transform, a.nodata)
+    forest = namespace["forest"]
+    np.testing.assert_array_equal(forest.values, namespace["probs"][1])
     assert set(np.unique(api)) <= {0, 4, 7, 9}
     model = namespace["model"]
     assert [(c.name, c.code) for c in model.classes] == [
