@@ -154,6 +154,10 @@ class TrainConfig:
     #: ``--resume`` continues an interrupted step from there (0: never).
     checkpoint_every: int = 100
     progress: bool = True
+    #: Where the loss terms, learning rate and per-step evaluation go besides the run
+    #: folder's CSV files: ``csv`` (nothing more) or ``tensorboard`` (RUN/logs/step_T and
+    #: RUN/logs/evaluation event files; needs ``pip install 'geoidec[tensorboard]'``).
+    logger: Literal["csv", "tensorboard"] = "csv"
 
     def __post_init__(self) -> None:
         if not _DEVICE.match(self.device):

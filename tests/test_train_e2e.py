@@ -469,3 +469,33 @@ def test_custom_yaml_on_real_raster(shared_data: Path, tmp_path: Path) -> None:
         # the map carries the dataset's own codes (10, 20), not output indices
         assert set(np.unique(dst.read(1)).tolist()) <= {0, 10, 20}
         assert dst.colormap(1)[20][:3] == (27, 120, 55)
+
+
+def test_tensorboard_logger_writes_losses_lr_and_evaluation(tmp_path: Path) -> None:
+    """``--set train.logger=tensorboard``: event files with every loss term and the learning
+    rate per iteration (RUN/logs/step_T) and each step's mIoU and per-class IoU
+    (RUN/logs/evaluation), read back with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tiny_geotiffs import make_dataset
+
+    data = make_dataset(tmp_path / "data", train=2, test=1, size=48)
+    run = tmp_path / "run"
+    result = run_cli(["train", data, "--steps", "2-1", "--method", "mib", "--out", run,
+                      "--iterations", "4", "--batch-size", "2", "--tile-size", "32",
+                      "--preset", "cpu", "--set", "model.aspp_channels=16",
+                      "--set", "eval.overlap=8", "--set", "train.logger=tensorboard",
+                      "--set", "train.lr=0.01", "--quiet"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    report = json.loads((run / "report.json").read_text())
+    step1 = EventAccumulator(str(run / "logs" / "step_1")).Reload().Tags()["scalars"]
+    assert {"loss", "loss_ce", "loss_logit_kd"} <= set(step1), step1
+    assert any(tag.startswith("lr-") for tag in step1), step1
+    evaluation = EventAccumulator(str(run / "logs" / "evaluation")).Reload()
+    for key in ("miou_old", "miou_all"):
+        events = evaluation.Scalars(f"eval/{key}")
+        assert [e.step for e in events] == [0, 1]
+        expected = [s[key] for s in report["steps"]]
+        np.testing.assert_allclose([e.value for e in events], expected, rtol=1e-6)
+    assert [e.step for e in evaluation.Scalars("eval/miou_new")] == [1]  # none at step 0
+    assert evaluation.Scalars("iou/field")[-1].value == pytest.approx(
+        report["steps"][1]["per_class_iou"]["field"], rel=1e-6)

@@ -99,3 +99,19 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(parts)
+
+
+def log_evaluation(folder: Any, entry: dict[str, Any]) -> None:
+    """Append step ``entry``'s scores to TensorBoard event files in ``folder``, at the step
+    number: ``eval/miou_old``, ``eval/miou_new``, ``eval/miou_all``, ``eval/pixel_accuracy``
+    and ``iou/CLASS`` per class (undefined values are left out)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    step = int(entry["step"])
+    with SummaryWriter(str(folder)) as writer:
+        for key in ("miou_old", "miou_new", "miou_all", "pixel_accuracy", "mean_f1"):
+            if entry.get(key) is not None:
+                writer.add_scalar(f"eval/{key}", float(entry[key]), step)
+        for name, value in (entry.get("per_class_iou") or {}).items():
+            if value is not None:
+                writer.add_scalar(f"iou/{name}", float(value), step)

@@ -63,6 +63,7 @@ from geoidec.engine.preflight import (
 )
 from geoidec.engine.reports import (
     confusion_csv,
+    log_evaluation,
     pseudo_label_csv,
     report_markdown,
     step_csv,
@@ -85,6 +86,15 @@ class RunResult:
     report: dict[str, Any]
     #: False in the other processes of a DDP launch (they print nothing).
     primary: bool = True
+
+
+def check_logger(logger: str) -> None:
+    """One line, before anything is read, when ``train.logger`` needs a missing package."""
+    import importlib.util
+
+    if logger == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise DataError("train.logger=tensorboard needs TensorBoard: pip install "
+                        "'geoidec[tensorboard]' (or --set train.logger=csv)")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -170,6 +180,7 @@ class IncrementalRun:
         self.run_dir = run_dir
         self.method: Method = build_method(config.method)
         self.device = resolve_device(config.train.device)
+        check_logger(config.train.logger)
         self.launch: Launch = detect_launch(config.train, self.device)
         if self.launch.kind == "external" and self.device.type == "cuda":
             self.device = torch.device("cuda", self.launch.local_rank)
@@ -560,6 +571,8 @@ class IncrementalRun:
                        pseudo_label_csv(entry["method_stats"]))
         write_json(self.run_dir / "report.json", self.report)
         write_text(self.run_dir / "report.md", report_markdown(self.report))
+        if self.config.train.logger == "tensorboard":
+            log_evaluation(self.run_dir / "logs" / "evaluation", entry)
         self._write_figures()
         partial_path(self.run_dir, plan.step).unlink(missing_ok=True)
 

@@ -54,8 +54,8 @@ def precision(cfg: Config, device: torch.device) -> str:
 def build_trainer(cfg: Config, launch: Launch, device: torch.device, run_dir: Path, step: int,
                   iterations: int, callbacks: list[Callback]) -> L.Trainer:
     """A Trainer for ``iterations`` optimiser steps of one step on this launch's devices."""
-    from lightning.pytorch.callbacks import RichProgressBar
-    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     train = cfg.train
     accelerator = "gpu" if device.type == "cuda" else "cpu"
@@ -63,6 +63,10 @@ def build_trainer(cfg: Config, launch: Launch, device: torch.device, run_dir: Pa
     if launch.kind == "single":
         devices = [device.index or 0] if accelerator == "gpu" else 1
     progress = [RichProgressBar(leave=True)] if train.progress else []
+    loggers: list[Any] = [CSVLogger(run_dir / "logs", name=f"step_{step}", version="")]
+    if train.logger == "tensorboard":
+        loggers.append(TensorBoardLogger(run_dir / "logs", name=f"step_{step}", version="",
+                                         default_hp_metric=False))
     return L.Trainer(
         accelerator=accelerator,
         devices=devices,
@@ -76,13 +80,14 @@ def build_trainer(cfg: Config, launch: Launch, device: torch.device, run_dir: Pa
         max_steps=iterations,
         gradient_clip_val=train.grad_clip,
         max_epochs=1,  # the chip plan holds exactly the batches of `iterations` steps
-        logger=CSVLogger(run_dir / "logs", name=f"step_{step}", version=""),
+        logger=loggers,
         log_every_n_steps=max(1, min(10, iterations // 5)),
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=train.progress,
         num_sanity_val_steps=0,
-        callbacks=[_Quiet(), *callbacks, SyncRanks(), *progress],
+        callbacks=[_Quiet(), *callbacks, SyncRanks(), LearningRateMonitor("step"),
+                   *progress],
         default_root_dir=str(run_dir),
     )
 
