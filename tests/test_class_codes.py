@@ -412,10 +412,11 @@ def test_predict_vectors_mosaic_and_png(coded: bool, tmp_path: Path) -> None:
     np.testing.assert_array_equal(read(result.classes), expected)
     frame = gpd.read_file(tmp_path / "v.gpkg", layer=LAYER)
     if coded:
-        assert list(frame.columns) == ["class_id", "class_code", "class_name", "geometry"]
+        assert list(frame.columns) == ["class_id", "class_code", "class_name", "area",
+                                       "geometry"]
         assert frame.class_code.tolist() == [codes[i] for i in frame.class_id]
     else:
-        assert list(frame.columns) == ["class_id", "class_name", "geometry"]
+        assert list(frame.columns) == ["class_id", "class_name", "area", "geometry"]
     assert frame.class_name.tolist() == [FAKE_NAMES[i] for i in frame.class_id]
     for i in range(3):
         area = frame[frame.class_id == i].geometry.area.sum()
@@ -559,7 +560,8 @@ def test_cli_predict_writes_the_users_codes(coded_run: SimpleNamespace,
         (str(v), n, c) for v, n, c in zip((0, *VALUES), ("background", *CLASSES),
                                            ("#000000", *COLOURS), strict=True)]
     frame = gpd.read_file(tmp_path / "map.gpkg")
-    assert list(frame.columns) == ["class_id", "class_code", "class_name", "geometry"]
+    assert list(frame.columns) == ["class_id", "class_code", "class_name", "area", "geometry"]
+    np.testing.assert_allclose(frame.area, frame.geometry.area)  # m² (EPSG:32633)
     code_of = dict(zip(("background", *CLASSES), (0, *VALUES), strict=True))
     assert frame.class_code.tolist() == [code_of[n] for n in frame.class_name]
     assert sorted(set(frame.class_code)) == sorted(set(np.unique(predicted).tolist()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sqlite3
 import subprocess
 import warnings
 from pathlib import Path
@@ -146,7 +147,8 @@ def full(run_dir: Path, big_scene: Path, tmp_path_factory: pytest.TempPathFactor
                       "--preview", "--change-from", run_dir / "checkpoints" / "step_1.pt",
                       "--quiet"])
     assert result.exit_code == 0, (result.output, result.exception)
-    return SimpleNamespace(folder=folder, out=out, scene=big_scene, stdout=result.stdout)
+    return SimpleNamespace(folder=folder, out=out, scene=big_scene, stdout=result.stdout,
+                           run=run_dir)
 
 
 # ------------------------------------------------------------- blending and geometry
@@ -268,7 +270,8 @@ def test_vectors_merge_across_window_and_band_borders(tmp_path: Path) -> None:
                            strip_width=30, preview=True)
     frame = gpd.read_file(gpkg, layer="classes")
     assert result.polygons == len(frame) == 4
-    assert list(frame.columns) == ["class_id", "class_name", "geometry"]
+    assert list(frame.columns) == ["class_id", "class_name", "area", "geometry"]
+    np.testing.assert_allclose(frame.area, frame.geometry.area)
     assert frame.crs.to_epsg() == 32633
     by_class = frame.groupby("class_name").size().to_dict()
     assert by_class == {"red": 1, "green": 2, "blue": 1}
@@ -432,8 +435,24 @@ def test_vectors_and_preview(full: SimpleNamespace) -> None:
     import pyogrio
 
     gpkg = full.folder / "big.gpkg"
-    assert pyogrio.list_layers(gpkg)[:, 0].tolist() == ["classes"]
+    assert pyogrio.list_layers(gpkg)[:, 0].tolist() == ["classes", "layer_styles"]
     frame = gpd.read_file(gpkg, layer="classes")
+    np.testing.assert_allclose(frame.area, frame.geometry.area)
+    # the QGIS style stored in the GeoPackage: one default style of the layer, a category
+    # per class with the class colour of the checkpoint
+    with sqlite3.connect(gpkg) as db:
+        rows = db.execute("SELECT f_table_name, f_geometry_column, useAsDefault, styleQML "
+                          "FROM layer_styles").fetchall()
+        geometry = db.execute("SELECT column_name FROM gpkg_geometry_columns").fetchone()[0]
+    assert [r[:3] for r in rows] == [("classes", geometry, 1)]
+    style = ET.fromstring(rows[0][3].split("\n", 1)[1])
+    renderer = style.find("renderer-v2")
+    assert renderer.get("type") == "categorizedSymbol" and renderer.get("attr") == "class_name"
+    colours = {s.get("name"): s.find("layer/Option/Option[@name='color']").get("value")
+               for s in renderer.find("symbols")}
+    ckpt = load_checkpoint(full.run)
+    assert [(c.get("value"), colours[c.get("symbol")]) for c in renderer.find("categories")] \
+        == [(c.name, ",".join(map(str, (*c.color, 255)))) for c in ckpt.classes]
     with rasterio.open(full.out) as src:
         labels, crs, bounds = src.read(1), src.crs, src.bounds
         res = src.res

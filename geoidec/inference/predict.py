@@ -543,7 +543,7 @@ def predict_scene(
                         _, count = polygonize_class_raster(
                             sinks.classes.converted, paths.vectors, names, simplify=simplify,
                             band_rows=vector_band_rows, overwrite=overwrite,
-                            nodata=nodata, codes=codes)
+                            nodata=nodata, codes=codes, colors=colors)
                     if paths.preview is not None and sampler is not None:
                         write_preview(paths.preview, sampler, names, colors, title=name,
                                       overwrite=overwrite)

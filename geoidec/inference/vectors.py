@@ -182,6 +182,7 @@ def polygonize_class_raster(
     overwrite: bool = False,
     nodata: int | None = None,
     codes: Sequence[int] | None = None,
+    colors: Sequence[Sequence[int]] | None = None,
 ) -> tuple[Path, int]:
     """Polygonise a single-band class raster into a GeoPackage layer, merged across bands.
 
@@ -196,6 +197,11 @@ def polygonize_class_raster(
         nodata: value left out (default: the raster's nodata, else 255).
         codes: ``codes[i]`` is the pixel value of class ``i`` (a map of codes): polygons
             then get ``class_id`` = ``i`` and ``class_code`` = the pixel value.
+        colors: ``colors[i]`` (r, g, b) of class ``i``: a QGIS style in the GeoPackage's
+            ``layer_styles`` table draws the polygons in these colours when QGIS opens it.
+
+    Every polygon also gets ``area``, its area in square CRS units (m² in a projected CRS
+    in metres; pixels without a CRS).
 
     Returns:
         ``(out, number of polygons)``.
@@ -247,6 +253,7 @@ def polygonize_class_raster(
                     columns["class_code"] = np.array(values, dtype=np.int32)
                 columns["class_name"] = [names[index_of[v]] if v in index_of else str(v)
                                          for v in values]
+                columns["area"] = np.array([g.area for _, g in buffer], dtype=np.float64)
                 frame = gpd.GeoDataFrame(columns, geometry=[g for _, g in buffer], crs=crs)
                 with warnings.catch_warnings():  # pixel space: "crs was not provided"
                     warnings.simplefilter("ignore", UserWarning)
@@ -266,6 +273,10 @@ def polygonize_class_raster(
                     if len(buffer) >= _FLUSH:
                         flush()
             flush()
+        if colors is not None:
+            from geoidec.inference.vector_style import polygon_style_qml, store_style
+
+            store_style(partial, LAYER, polygon_style_qml(names, colors))
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
