@@ -188,6 +188,7 @@ def evaluate(
     on: Annotated[list[str] | None, typer.Option(
         "--on", help="Score on this dataset's test split instead (repeatable): every class "
         "it lists, matched to the model's by name.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Evaluate a run's saved steps again over whole scenes and print the table.
 
@@ -196,7 +197,7 @@ def evaluate(
     from geoidec.engine.evaluation_cli import evaluate_run
 
     typer.echo(evaluate_run(run, step=step, split=split, root=root, device=device,
-                            on=on or ()))
+                            on=on or (), progress=not quiet))
 
 
 @app.command()

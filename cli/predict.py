@@ -3,7 +3,6 @@ geoidec.inference)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,22 +12,7 @@ import typer
 from geoidec.cli.options import DEVICE_METAVAR, DEVICES, completer
 
 from geoidec.errors import UsageError
-
-
-def progress_bar(description: str = "predicting"):  # noqa: ANN201 - rich types stay lazy
-    """A rich progress bar with a rate column (windows per second) and an ETA."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
-                    TimeRemainingColumn(), transient=False)
+from geoidec.progress import progress_bar, window_progress
 
 
 @contextmanager
@@ -53,17 +37,6 @@ def _sigterm_unwinds() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _window_progress(bar: Any, task: Any) -> Callable[[int, int], None]:
-    """A ``progress(done, total)`` callback updating ``task`` with windows per second."""
-    start = time.perf_counter()
-
-    def progress(done: int, total: int) -> None:
-        rate = done / max(time.perf_counter() - start, 1e-9)
-        bar.update(task, completed=done, total=total, rate=f"{rate:.1f} win/s")
-
-    return progress
 
 
 def latest_run(runs: Path) -> Path:
@@ -175,7 +148,7 @@ def predict(
             with progress_bar() as bar:
                 task = bar.add_task("predicting", total=None, rate="")
                 result = predict_scene(ckpt, scenes[0], out, vectors=vectors,
-                                       progress=_window_progress(bar, task), **options)
+                                       progress=window_progress(bar, task), **options)
         files = [p.name for p in result.paths.sidecars() + result.paths.requested()[1:]]
         extra = f" (+ {', '.join(files)})" if files else ""
         say(f"wrote {result.classes}{extra}; classes: {names}")
@@ -203,7 +176,7 @@ def _predict_batch(ckpt: Any, scenes: list[Path], out: Path, vectors: Path | Non
             def progress(index: int, n: int, scene: Path) -> Callable[[int, int], None]:
                 bar.reset(task, total=None, rate="",
                           description=f"[{index + 1}/{n}] {scene.name}")
-                return _window_progress(bar, task)
+                return window_progress(bar, task)
 
             result = predict_many(ckpt, scenes, out, vectors_dir=vectors, progress=progress,
                                   **options)

@@ -499,3 +499,24 @@ def test_tensorboard_logger_writes_losses_lr_and_evaluation(tmp_path: Path) -> N
     assert [e.step for e in evaluation.Scalars("eval/miou_new")] == [1]  # none at step 0
     assert evaluation.Scalars("iou/field")[-1].value == pytest.approx(
         report["steps"][1]["per_class_iou"]["field"], rel=1e-6)
+
+
+def test_evaluation_progress_counts_the_windows_of_every_scene(tmp_path: Path) -> None:
+    """The evaluation's progress bar sees one count over all scenes: two 48 px scenes in 32 px
+    windows with 8 px overlap have 2 x 2 windows each (offsets 0 and 16), 8 in all."""
+    from tiny_geotiffs import make_dataset
+
+    from geoidec.data.normalization import Normalization
+    from geoidec.data.registry import load_dataset
+    from geoidec.engine.evaluate import evaluate_scenes
+    from geoidec.models import build_model
+
+    spec = load_dataset(str(make_dataset(tmp_path, train=1, test=2, size=48)))
+    model = build_model("mobilenet_v3_small", [4], in_channels=3, aspp_channels=16)
+    norm = Normalization(low=(0.0,) * 3, high=(255.0,) * 3, mean=(0.5,) * 3, std=(0.25,) * 3)
+    calls: list[tuple[int, int]] = []
+    evaluate_scenes(model, spec.scenes("test"), spec.decoder, norm, np.arange(256, dtype=np.uint8),
+                    tile=32, overlap=8, batch_size=3, device=torch.device("cpu"),
+                    progress=lambda done, total: calls.append((done, total)))
+    assert {total for _, total in calls} == {8}
+    assert [done for done, _ in calls] == [3, 4, 7, 8]  # batches of 3 within each scene

@@ -10,7 +10,7 @@ import torch
 from rasterio.windows import Window
 
 from geoidec.constants import IGNORE_INDEX
-from geoidec.data.base import LabelDecoder, Scene, SceneReader
+from geoidec.data.base import LabelDecoder, Scene, SceneReader, open_raster
 from geoidec.data.normalization import Normalization
 from geoidec.engine.distributed import all_reduce_sum, rank_and_world
 from geoidec.engine.metrics import ConfusionMatrix
@@ -59,17 +59,26 @@ def evaluate_scenes(
     amp: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> ConfusionMatrix:
-    """One confusion matrix over every pixel of every scene (labels remapped by ``lut``)."""
+    """One confusion matrix over every pixel of every scene (labels remapped by ``lut``);
+    ``progress(done, total)`` counts the windows of all scenes together."""
     model.eval().to(device)
     cm = ConfusionMatrix(model.num_classes)
     predictor = SlidingWindowPredictor(
         probability_fn(model, device, amp), num_classes=model.num_classes, tile=tile,
         overlap=overlap, batch_size=batch_size, device=device,
     )
-    for scene in scenes:
+    counts = [0] * len(scenes)
+    if progress is not None:
+        for i, scene in enumerate(scenes):
+            with open_raster(scene.image) as src:
+                counts[i] = len(predictor.windows(src.height, src.width))
+    for i, scene in enumerate(scenes):
+        before, total = sum(counts[:i]), sum(counts)
+        scene_progress = None if progress is None else (
+            lambda done, _, before=before, total=total: progress(before + done, total))
         with SceneReader(scene, decoder) as reader:
             bands = predictor.run(model_reader(reader, normalization), reader.height,
-                                  reader.width, progress)
+                                  reader.width, scene_progress)
             for row, probs, valid in bands:
                 pred = probs.argmax(axis=0).astype(np.uint8)
                 label = reader.read_label(Window(0, row, reader.width, pred.shape[0]))
@@ -91,6 +100,7 @@ def evaluate_scenes_sharded(
     batch_size: int,
     device: torch.device,
     amp: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """The confusion matrix of every scene, as :func:`evaluate_scenes`; in a DDP process group
     each process evaluates every world-th scene and the matrices are summed over the
@@ -101,7 +111,7 @@ def evaluate_scenes_sharded(
     if mine:
         matrix = evaluate_scenes(model, mine, decoder, normalization, lut, tile=tile,
                                  overlap=overlap, batch_size=batch_size, device=device,
-                                 amp=amp).matrix
+                                 amp=amp, progress=progress).matrix
     else:
         matrix = np.zeros((model.num_classes, model.num_classes), dtype=np.int64)
     return all_reduce_sum(matrix, device)

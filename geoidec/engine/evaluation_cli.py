@@ -18,12 +18,13 @@ from geoidec.engine.metrics import summarize
 from geoidec.engine.reports import steps_table
 from geoidec.engine.run import resolve_device
 from geoidec.methods import build_method
+from geoidec.progress import window_bar
 from geoidec.tasks import TaskSchedule
 
 
 def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
                  root: Path | None = None, device: str = "auto",
-                 on: Sequence[str] = ()) -> str:
+                 on: Sequence[str] = (), progress: bool = True) -> str:
     """Re-evaluate each saved step (or one) and return the Markdown table.
 
     ``on``: datasets (names or YAMLs) to score instead of the run's own, every class each
@@ -40,7 +41,7 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
         datasets = [load_dataset(d, root) for d in on] or [
             load_dataset(source, root or ds_meta.get("root"), ds_meta.get("modality", "rgb"))]
         return _evaluate_by_name(Path(run), step, split if not on else "test", datasets,
-                                 resolve_device(device))
+                                 resolve_device(device), progress)
     dataset = load_dataset(source, root or ds_meta.get("root"), ds_meta.get("modality", "rgb"))
     schedule = TaskSchedule.from_dict(task["task"])
     method = build_method(MethodConfig(name=task["method"]))
@@ -56,11 +57,12 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
         cfg = Config.from_dict(ckpt.meta["config"])
         plan = plans[t]
         scenes = with_fill(dataset.scenes(split), ckpt.normalization)  # read as in training
-        cm = evaluate_scenes(
-            ckpt.model, scenes, dataset.decoder, ckpt.normalization, schedule.eval_lut(t),
-            tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
-            batch_size=cfg.eval.batch_size, device=dev,
-        )
+        with window_bar(f"step {t}: evaluating", progress) as bar:
+            cm = evaluate_scenes(
+                ckpt.model, scenes, dataset.decoder, ckpt.normalization, schedule.eval_lut(t),
+                tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
+                batch_size=cfg.eval.batch_size, device=dev, progress=bar,
+            )
         names = [c.name for c in ckpt.classes]
         old = (0, *plan.old_classes) if dataset.eval_background else plan.old_classes
         summary = summarize(cm.matrix, class_names=names, old=old, new=plan.new_classes,
@@ -71,7 +73,7 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
 
 
 def _evaluate_by_name(run: Path, step: int | None, split: str, datasets: Sequence[DatasetSpec],
-                      device: Any) -> str:
+                      device: Any, progress: bool = True) -> str:
     """Every saved step (or ``step``) scored on ``datasets`` by class name."""
     from geoidec.engine.extend import evaluate_by_name, summary_by_name
 
@@ -88,9 +90,11 @@ def _evaluate_by_name(run: Path, step: int | None, split: str, datasets: Sequenc
 
         def evaluate(scenes: Any, decoder: Any, lut: Any, ckpt: Any = ckpt,
                      cfg: Config = cfg) -> Any:
-            return evaluate_scenes(ckpt.model, scenes, decoder, ckpt.normalization, lut,
-                                   tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
-                                   batch_size=cfg.eval.batch_size, device=device).matrix
+            with window_bar(f"step {ckpt.meta.get('step')}: evaluating", progress) as bar:
+                return evaluate_scenes(ckpt.model, scenes, decoder, ckpt.normalization, lut,
+                                       tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
+                                       batch_size=cfg.eval.batch_size, device=device,
+                                       progress=bar).matrix
 
         matrix, scored, _ = evaluate_by_name(
             evaluate, names, [(d, split) for d in datasets], ckpt.normalization,

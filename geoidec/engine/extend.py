@@ -39,6 +39,7 @@ from geoidec.engine.run import IncrementalRun, RunResult, resume_state, start
 from geoidec.errors import UsageError
 from geoidec.methods import StepPlan
 from geoidec.models import SegmentationModel
+from geoidec.progress import window_bar
 from geoidec.tasks import TaskSchedule, normalise_name
 
 #: A band whose mean (in the model's [0, 1] scaling) moved by more than this many of the
@@ -390,10 +391,13 @@ class ExtendRun(IncrementalRun):
         others = [(d, "test") for d in self.eval_on]
 
         def evaluate(scenes: Sequence[Scene], decoder: Any, lut: np.ndarray) -> np.ndarray:
-            return evaluate_scenes_sharded(
-                model, scenes, decoder, normalization, lut, tile=self.eval_tile,
-                overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size, device=self.device,
-                amp=self.device.type == "cuda" and cfg.train.precision == "auto")
+            with window_bar(f"step {plan.step}: evaluating", self.shows_progress) as progress:
+                return evaluate_scenes_sharded(
+                    model, scenes, decoder, normalization, lut, tile=self.eval_tile,
+                    overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size,
+                    device=self.device,
+                    amp=self.device.type == "cuda" and cfg.train.precision == "auto",
+                    progress=progress)
 
         self.echo(f"step {plan.step}: evaluating on " + (", ".join(
             f"{d.name} ({split})" for d, split in own + others) or "nothing (no test split "

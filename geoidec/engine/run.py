@@ -75,6 +75,7 @@ from geoidec.errors import UsageError
 from geoidec.files import write_error, write_json, write_text
 from geoidec.methods import Method, StepPlan, build_method
 from geoidec.models import SegmentationModel, build_model
+from geoidec.progress import window_bar
 from geoidec.tasks import TaskSchedule
 
 log = logging.getLogger("geoidec")
@@ -207,6 +208,11 @@ class IncrementalRun:
     def writes(self) -> bool:
         """Whether this process writes files (rank 0)."""
         return self.launch.is_main
+
+    @property
+    def shows_progress(self) -> bool:
+        """Whether this process draws progress bars (rank 0, without --quiet)."""
+        return self.launch.is_main and self.config.train.progress
 
     # ----------------------------------------------------------------- setup
     def prepare(self) -> None:
@@ -467,12 +473,13 @@ class IncrementalRun:
         self.echo(f"step {plan.step}: evaluating on {len(self.eval_scenes)} "
                   f"{cfg.eval.split} scene(s)")
         started = time.perf_counter()
-        matrix = evaluate_scenes_sharded(
-            model, self.eval_scenes, self.dataset.decoder, normalization,
-            self.schedule.eval_lut(plan.step), tile=self.eval_tile, overlap=cfg.eval.overlap,
-            batch_size=cfg.eval.batch_size, device=self.device,
-            amp=self.device.type == "cuda" and cfg.train.precision == "auto",
-        )
+        with window_bar(f"step {plan.step}: evaluating", self.shows_progress) as progress:
+            matrix = evaluate_scenes_sharded(
+                model, self.eval_scenes, self.dataset.decoder, normalization,
+                self.schedule.eval_lut(plan.step), tile=self.eval_tile,
+                overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size, device=self.device,
+                amp=self.device.type == "cuda" and cfg.train.precision == "auto",
+                progress=progress)
         old = tuple(plan.old_classes)
         if self.dataset.eval_background:
             old = (0, *old)
