@@ -84,6 +84,10 @@ def predict(
         "another class, 0 where the same.")] = None,
     preview: Annotated[bool, typer.Option(
         "--preview", help="Also write OUT_preview.png (input beside the class map).")] = False,
+    stac: Annotated[bool, typer.Option(
+        "--stac", help="Also write OUT.stac.json: a STAC Item of the map (projection, raster "
+        "and classification extensions; every output an asset; the model in properties)."
+        )] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
@@ -99,6 +103,7 @@ def predict(
         from geoidec.engine.checkpoint import load_checkpoint
         from geoidec.engine.run import resolve_device
         from geoidec.inference.batch import find_scenes, is_batch, scene_output
+        from geoidec.inference.stac import stac_path
 
         batch = is_batch([str(s) for s in scenes])
         if not batch and not scenes[0].exists():
@@ -113,6 +118,8 @@ def predict(
             out = out if out is not None else scene_output(scenes[0], scenes[0].parent)
             if out.exists() and not overwrite:
                 raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+            if stac and stac_path(out).exists() and not overwrite:
+                raise FileExistsError(f"{stac_path(out)} exists; pass --overwrite to replace it")
         from geoidec.inference.distributed import PredictGroup
 
         group = PredictGroup.from_env()  # torchrun/srun: the ranks share each scene by rows
@@ -137,7 +144,7 @@ def predict(
         say = typer.echo if group is None or group.is_main else (lambda *a, **k: None)
         names = ", ".join(c.name for c in ckpt.classes)
         if batch:
-            _predict_batch(ckpt, found, out, vectors, options, quiet, say)
+            _predict_batch(ckpt, found, out, vectors, options, quiet, say, stac)
             say(f"classes: {names}")
             return
         from geoidec.inference.predict import predict_scene
@@ -151,6 +158,8 @@ def predict(
                                        progress=window_progress(bar, task), **options)
         files = [p.name for p in result.paths.sidecars() + result.paths.requested()[1:]]
         extra = f" (+ {', '.join(files)})" if files else ""
+        if stac and (group is None or group.is_main):
+            extra += f" and {_stac_items(ckpt, [result])[0].name}"
         say(f"wrote {result.classes}{extra}; classes: {names}")
         if old is not None and result.transitions is not None:
             from geoidec.inference.change import pixel_area_m2, transition_table
@@ -160,9 +169,18 @@ def predict(
                                  [c.name for c in ckpt.classes], pixel_area_m2(scenes[0])))
 
 
+def _stac_items(ckpt: Any, predictions: list[Any]) -> list[Path]:
+    """A STAC Item beside each prediction's class map."""
+    from geoidec.engine.extend import file_digest
+    from geoidec.inference.stac import write_stac_item
+
+    digest = file_digest(Path(ckpt.path))
+    return [write_stac_item(p, ckpt, digest) for p in predictions]
+
+
 def _predict_batch(ckpt: Any, scenes: list[Path], out: Path, vectors: Path | None,
                    options: dict[str, Any], quiet: bool,
-                   say: Callable[[str], None] = typer.echo) -> None:
+                   say: Callable[[str], None] = typer.echo, stac: bool = False) -> None:
     """Predict ``scenes`` into the folder ``out`` and print a summary."""
     from geoidec.data.base import DataError
     from geoidec.inference.batch import predict_many
@@ -181,6 +199,8 @@ def _predict_batch(ckpt: Any, scenes: list[Path], out: Path, vectors: Path | Non
             result = predict_many(ckpt, scenes, out, vectors_dir=vectors, progress=progress,
                                   **options)
     mosaic = f"; mosaic: {result.mosaic}" if result.mosaic else ""
+    if stac and result.predicted and (options.get("group") is None or options["group"].is_main):
+        mosaic += f"; {len(_stac_items(ckpt, result.predicted))} STAC item(s)"
     say(f"{len(result.predicted)} scene(s) predicted, {len(result.skipped)} done "
                f"already, {len(result.failed)} failed, into {out}{mosaic}")
     if result.failed:

@@ -676,3 +676,43 @@ def test_cpu_threads_restored(tmp_path: Path) -> None:
         torch.set_num_threads(before)
     assert seen and set(seen) == {2}
     np.testing.assert_array_equal(read(out), truth)
+
+
+def test_stac_item_describes_the_map_its_classes_and_model(
+        run_dir: Path, big_scene: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--stac``: a STAC Item beside the map that pystac reads back, with the map's grid,
+    footprint, classes (code, name, colour), every output as an asset and the model's
+    checkpoint digest; an existing Item is not replaced without --overwrite."""
+    import hashlib
+
+    import pystac
+    from pystac.extensions.classification import ClassificationExtension
+    from pystac.extensions.projection import ProjectionExtension
+    from rasterio.warp import transform_bounds
+
+    out = tmp_path / "m.tif"
+    args = ["predict", big_scene, "--model", run_dir, "--out", out, "--confidence",
+            "--vectors", tmp_path / "m.gpkg", "--stac", "--quiet"]
+    assert run_cli(args).exit_code == 0
+    item = pystac.Item.from_file(str(tmp_path / "m.stac.json"))
+    with rasterio.open(out) as src:
+        crs, transform, shape, bounds = src.crs, src.transform, src.shape, src.bounds
+    proj = ProjectionExtension.ext(item)
+    assert (proj.code, tuple(proj.shape), tuple(proj.transform)) == (
+        crs.to_string(), shape, tuple(transform)[:6])
+    np.testing.assert_allclose(item.bbox, transform_bounds(crs, "EPSG:4326", *bounds,
+                                                           densify_pts=21))
+    ckpt = load_checkpoint(run_dir)
+    classes = ClassificationExtension.ext(item.assets["classes"]).classes
+    assert [(c.value, c.name, c.color_hint) for c in classes] == [
+        (i, c.name, "{:02X}{:02X}{:02X}".format(*c.color)) for i, c in enumerate(ckpt.classes)]
+    assert item.assets["classes"].extra_fields["raster:bands"][0]["nodata"] == 255
+    hrefs = {key: asset.get_absolute_href() for key, asset in item.assets.items()}
+    assert set(hrefs) == {"classes", "confidence", "polygons", "qgis_style", "attribute_table"}
+    assert all(Path(h).is_file() for h in hrefs.values()), hrefs
+    digest = hashlib.sha256(Path(ckpt.path).read_bytes()).hexdigest()
+    assert item.properties["geoidec:sha256"] == digest
+    before = (tmp_path / "m.stac.json").read_bytes()
+    (out).unlink()
+    assert_one_line_error(run_main(args, monkeypatch), "m.stac.json", "--overwrite")
+    assert (tmp_path / "m.stac.json").read_bytes() == before

@@ -1,0 +1,97 @@
+"""A STAC Item beside a predicted class map (``geoidec predict ... --stac``), so a catalogue
+(STAC browser, QGIS STAC plugin, pystac) finds the map, its classes and its model.
+
+The Item uses the projection, raster and classification extensions: the footprint in WGS 84
+and the map's CRS, shape and transform; the class map asset's nodata and data type; every
+class with its code, name and colour. The other outputs of the prediction (confidence,
+probabilities, change map, polygons, preview, QGIS style, attribute table) are assets too,
+and the model's checkpoint, step and SHA-256 are properties (``geoidec:*``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import rasterio
+from rasterio.warp import transform_bounds
+
+from geoidec.files import write_text
+
+COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+GPKG = "application/geopackage+sqlite3"
+
+
+def stac_path(classes: Path) -> Path:
+    """``OUT.stac.json`` beside the class map ``OUT.tif``."""
+    return classes.with_suffix(".stac.json")
+
+
+def _asset(path: Path, media_type: str, roles: list[str], title: str, **extra: Any) -> Any:
+    import pystac
+
+    return pystac.Asset(href=f"./{path.name}", media_type=media_type, roles=roles,
+                        title=title, extra_fields=extra)
+
+
+def write_stac_item(prediction: Any, checkpoint: Any, digest: str) -> Path:
+    """Write the STAC Item of ``prediction`` (a :class:`geoidec.inference.predict.Prediction`
+    of ``checkpoint``, whose file has SHA-256 ``digest``) beside its class map; its path."""
+    import pystac
+    from pystac.extensions.classification import Classification, ClassificationExtension
+    from pystac.extensions.projection import ProjectionExtension
+    from pystac.extensions.raster import DataType, RasterBand, RasterExtension
+
+    paths = prediction.paths
+    with rasterio.open(paths.classes) as src:
+        crs, transform, shape, nodata = src.crs, src.transform, src.shape, src.nodata
+        bounds = src.bounds
+    bbox = geometry = None
+    if crs is not None:
+        west, south, east, north = transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21)
+        bbox = [west, south, east, north]
+        geometry = {"type": "Polygon", "coordinates": [[[west, south], [east, south],
+                                                        [east, north], [west, north],
+                                                        [west, south]]]}
+    codes = checkpoint.codes or list(range(checkpoint.num_classes))
+    properties = {
+        "geoidec:checkpoint": str(Path(checkpoint.path).resolve()),
+        "geoidec:step": checkpoint.meta.get("step"),
+        "geoidec:sha256": digest,
+        "geoidec:dataset": (checkpoint.meta.get("dataset") or {}).get("name"),
+        "geoidec:method": checkpoint.meta.get("method"),
+    }
+    item = pystac.Item(id=paths.classes.stem, geometry=geometry, bbox=bbox,
+                       datetime=dt.datetime.now(dt.UTC), properties=properties)
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    proj.code = crs.to_string() if crs is not None else None
+    proj.shape = list(shape)
+    proj.transform = list(transform)[:6]
+    classes_asset = _asset(paths.classes, COG if paths.fmt == "COG" else "image/png",
+                           ["data"], "class map")
+    item.add_asset("classes", classes_asset)
+    RasterExtension.ext(classes_asset, add_if_missing=True).bands = [
+        RasterBand.create(nodata=nodata, data_type=DataType.UINT8)]
+    ClassificationExtension.ext(classes_asset, add_if_missing=True).classes = [
+        Classification.create(value=int(code), name=c.name,
+                              color_hint="{:02X}{:02X}{:02X}".format(*c.color[:3]))
+        for code, c in zip(codes, checkpoint.classes, strict=True)]
+    extras = [("confidence", paths.confidence, COG, ["data"], "confidence (0-100)"),
+              ("probabilities", paths.probabilities, COG, ["data"],
+               "class probabilities (0-100, a band per class)"),
+              ("change", paths.change, COG, ["data"], "change map (0 unchanged, 1 changed)"),
+              ("polygons", paths.vectors, GPKG, ["data"], "class polygons"),
+              ("preview", paths.preview, "image/png", ["overview"], "preview")]
+    for key, path, media, roles, title in extras:
+        if path is not None:
+            item.add_asset(key, _asset(path, media, roles, title))
+    for path in paths.sidecars():
+        key, media, title = (("qgis_style", "text/xml", "QGIS style")
+                             if path.suffix == ".qml" else
+                             ("attribute_table", "application/xml", "GDAL attribute table"))
+        item.add_asset(key, _asset(path, media, ["metadata"], title))
+    out = stac_path(paths.classes)
+    doc = item.to_dict(include_self_link=False, transform_hrefs=False)
+    return write_text(out, json.dumps(doc, indent=2) + "\n")
