@@ -22,6 +22,10 @@ def export(
     step: Annotated[int | None, typer.Option(help="Step of a run folder (default: last).")
                     ] = None,
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    stac: Annotated[bool, typer.Option(
+        "--stac", help="Also write MODEL.stac.json: a STAC Item with the Machine Learning "
+        "Model extension (input bands and shape, output classes, checkpoint digest).")
+                    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
 ) -> None:
     """Export a checkpoint to ONNX with QGIS Deepness metadata (normalisation built in).
@@ -32,9 +36,23 @@ def export(
 
     if format.lower() not in FORMATS:
         raise UsageError(f"--format {format} is not supported; formats: {', '.join(FORMATS)}")
+    if stac:
+        from geoidec.inference.stac import stac_path
+
+        if stac_path(out).exists() and not overwrite:
+            raise FileExistsError(f"{stac_path(out)} exists; pass --overwrite to replace it")
     result = export_onnx(model, out, step=step, opset=opset, overwrite=overwrite)
+    if stac:
+        from geoidec.engine.checkpoint import load_checkpoint, resolve_checkpoint
+        from geoidec.engine.extend import file_digest
+        from geoidec.inference.stac import write_model_item
+
+        source = resolve_checkpoint(model, step)
+        write_model_item(result.path, load_checkpoint(source), file_digest(source),
+                         result.tile_size)
     check = ("" if result.max_difference is None
              else f"; onnxruntime matches PyTorch within {result.max_difference:.1e}")
     typer.echo(f"wrote {result.path}: input (N, {result.bands}, {result.tile_size}, "
                f"{result.tile_size}) band values / 255, output softmax probabilities of "
-               f"{len(result.classes)} classes ({', '.join(result.classes)}){check}")
+               f"{len(result.classes)} classes ({', '.join(result.classes)}){check}"
+               + (f"; STAC item {result.path.with_suffix('.stac.json').name}" if stac else ""))

@@ -101,3 +101,30 @@ def test_export_refuses_to_overwrite_and_unknown_formats(exported: Path, checkpo
     assert_one_line_error(outcome, "--format tflite is not supported; formats: onnx")
     assert exported.stat().st_mtime_ns == before
     assert not list(exported.parent.glob(".model.onnx.*"))
+
+
+def test_export_stac_item_with_the_ml_model_extension(checkpoint: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``export --stac``: a STAC Item pystac reads back, the ONNX file its model asset, the
+    input bands and shapes, the output classes and the checkpoint's SHA-256."""
+    import hashlib
+
+    import pystac
+
+    out = tmp_path / "m.onnx"
+    outcome = run_main(["export", checkpoint, "--out", out, "--stac"], monkeypatch)
+    assert outcome.code == 0, outcome.stderr
+    item = pystac.Item.from_file(str(tmp_path / "m.stac.json"))
+    assert "https://stac-extensions.github.io/mlm/v1.4.0/schema.json" in item.stac_extensions
+    assert item.geometry is None and item.properties["mlm:tasks"] == ["semantic-segmentation"]
+    model = item.assets["model"]
+    assert Path(model.get_absolute_href()) == out and "mlm:model" in model.roles
+    (inp,), (output,) = item.properties["mlm:input"], item.properties["mlm:output"]
+    assert inp["bands"] == ["r", "g", "b"] and inp["input"]["shape"] == [-1, 3, TILE, TILE]
+    assert output["result"]["shape"] == [-1, len(NAMES), TILE, TILE]
+    assert [(c["value"], c["name"], c["color_hint"]) for c in
+            output["classification:classes"]] == [
+        (i, n, f"{60 * i:02X}{200 - 40 * i:02X}{90:02X}")
+        for i, n in enumerate(NAMES)]
+    assert item.properties["geoidec:sha256"] == hashlib.sha256(
+        checkpoint.read_bytes()).hexdigest()

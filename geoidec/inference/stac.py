@@ -95,3 +95,58 @@ def write_stac_item(prediction: Any, checkpoint: Any, digest: str) -> Path:
     out = stac_path(paths.classes)
     doc = item.to_dict(include_self_link=False, transform_hrefs=False)
     return write_text(out, json.dumps(doc, indent=2) + "\n")
+
+
+#: The STAC Machine Learning Model extension the model Item follows.
+MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
+
+
+def write_model_item(onnx: Path, checkpoint: Any, digest: str, tile: int) -> Path:
+    """A STAC Item (Machine Learning Model extension) beside an exported ONNX model:
+    ``MODEL.stac.json``, the model an asset, its input (bands, shape, the /255 scaling), its
+    output (class probabilities) and classes (code, name, colour) in ``mlm:*`` fields, and
+    the checkpoint's path, step and SHA-256 in ``geoidec:*`` properties. No footprint: a
+    model has none (geometry null)."""
+    import pystac
+
+    codes = checkpoint.codes or list(range(checkpoint.num_classes))
+    bands = list(checkpoint.meta.get("band_names") or
+                 [f"band {i + 1}" for i in range(checkpoint.bands)])
+    classes = [{"value": int(code), "name": c.name,
+                "color_hint": "{:02X}{:02X}{:02X}".format(*c.color[:3])}
+               for code, c in zip(codes, checkpoint.classes, strict=True)]
+    shape = [-1, checkpoint.bands, tile, tile]
+    properties = {
+        "mlm:name": onnx.stem,
+        "mlm:architecture": str((checkpoint.meta.get("model") or {}).get("backbone", "")),
+        "mlm:tasks": ["semantic-segmentation"],
+        "mlm:framework": "onnx",
+        "mlm:input": [{
+            "name": "band values / 255", "bands": bands,
+            "input": {"shape": shape, "dim_order": ["batch", "channel", "height", "width"],
+                      "data_type": "float32"},
+            "value_scaling": [{"type": "scale", "value": 255.0}],
+            "pre_processing_function": None,  # the normalisation is inside the model
+        }],
+        "mlm:output": [{
+            "name": "class probabilities", "tasks": ["semantic-segmentation"],
+            "result": {"shape": [-1, checkpoint.num_classes, tile, tile],
+                       "dim_order": ["batch", "channel", "height", "width"],
+                       "data_type": "float32"},
+            "classification:classes": classes,
+        }],
+        "geoidec:checkpoint": str(Path(checkpoint.path).resolve()),
+        "geoidec:step": checkpoint.meta.get("step"),
+        "geoidec:sha256": digest,
+        "geoidec:resolution": checkpoint.meta.get("resolution"),
+        "geoidec:crs": checkpoint.meta.get("crs"),
+    }
+    item = pystac.Item(id=onnx.stem, geometry=None, bbox=None,
+                       datetime=dt.datetime.now(dt.UTC), properties=properties,
+                       stac_extensions=[MLM_SCHEMA])
+    item.add_asset("model", pystac.Asset(
+        href=f"./{onnx.name}", media_type="application/octet-stream; application=onnx",
+        roles=["mlm:model"], title="ONNX model (QGIS Deepness metadata inside)",
+        extra_fields={"mlm:artifact_type": "onnx"}))
+    doc = item.to_dict(include_self_link=False, transform_hrefs=False)
+    return write_text(stac_path(onnx), json.dumps(doc, indent=2) + "\n")
