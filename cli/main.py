@@ -90,7 +90,9 @@ def train(
         metavar=DEVICE_METAVAR, autocompletion=completer(lambda: DEVICES),
         help="auto, cpu, cuda or cuda:N.")] = None,
     weights: Annotated[str | None, typer.Option(
-        help="Backbone weights: none, imagenet (needs network) or a local .pth file.")] = None,
+        help="Backbone weights: none, imagenet (needs network), torchgeo's by name (e.g. "
+        "ResNet50_Weights.SENTINEL2_ALL_MOCO: bands matched by name) or a local .pth "
+        "file.")] = None,
     modality: Annotated[Modality, typer.Option(help="Potsdam imagery.")] = "rgb",
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="Override any config value: `--set train.lr=0.01` (repeatable).")] = None,

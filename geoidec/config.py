@@ -60,7 +60,9 @@ class ModelConfig:
     """Network: DeepLabV3 (ASPP) over a registered backbone."""
 
     backbone: str = "mobilenet_v3_small"
-    #: ``none``, ``imagenet`` (torchvision weights, needs network) or a path to a local file.
+    #: ``none``, ``imagenet`` (torchvision weights, needs network), torchgeo's weights by
+    #: name (``ResNet50_Weights.SENTINEL2_ALL_MOCO``; the first convolution takes the
+    #: filters of the dataset's bands, matched by band name) or a path to a local file.
     weights: str = "none"
     aspp_channels: int = 64
     output_stride: Literal[8, 16] = 16

@@ -376,3 +376,58 @@ def test_lraspp_head_adds_a_low_level_classifier_and_keeps_mib_init() -> None:
     rebuilt.load_state_dict(model.state_dict(), strict=True)
     with pytest.raises(ValueError, match="unknown head 'lrasp'"):
         build_model("mobilenet_v3_small", [3], head="lrasp")
+
+
+def test_torchgeo_weights_by_name_with_band_matching(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--weights ResNet50_Weights.SENTINEL2_ALL_MOCO`` loads torchgeo's file (here a state
+    dict in torchgeo's format put in the torch hub cache, as a download would): the first
+    convolution gets the filters of the dataset's bands, matched by name (B02 = B2) and in
+    the dataset's order; the other tensors are taken as they are."""
+    from torchgeo.models import ResNet50_Weights
+
+    weights = ResNet50_Weights.SENTINEL2_ALL_MOCO
+    bands = weights.meta["bands"]  # B1 ... B12, 13 bands
+    torch.manual_seed(3)
+    state = tvm.resnet50(weights=None).state_dict()
+    state["conv1.weight"] = torch.randn(64, len(bands), 7, 7)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(state, cache / weights.url.rsplit("/", 1)[-1])
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    net = build_backbone("resnet50", in_channels=3)
+    loaded = load_backbone_weights(net, "resnet50", "ResNet50_Weights.SENTINEL2_ALL_MOCO",
+                                   band_names=["B04", "B03", "B02"])
+    assert loaded.matched == loaded.total
+    picked = state["conv1.weight"][:, [bands.index("B4"), bands.index("B3"), bands.index("B2")]]
+    torch.testing.assert_close(net.state_dict()["conv1.weight"], picked)
+    torch.testing.assert_close(net.state_dict()["layer4.2.conv3.weight"],
+                               state["layer4.2.conv3.weight"])
+    with pytest.raises(WeightsError, match="band\\(s\\) NIR are not among them"):
+        load_backbone_weights(build_backbone("resnet50", in_channels=2), "resnet50",
+                              "ResNet50_Weights.SENTINEL2_ALL_MOCO", band_names=["B02", "NIR"])
+    with pytest.raises(WeightsError, match="name the dataset's bands"):
+        load_backbone_weights(build_backbone("resnet50", in_channels=3), "resnet50",
+                              "ResNet50_Weights.SENTINEL2_ALL_MOCO")
+    with pytest.raises(WeightsError, match="are for a resnet50, not the backbone 'resnet18'"):
+        load_backbone_weights(build_backbone("resnet18", in_channels=3), "resnet18",
+                              "ResNet50_Weights.SENTINEL2_ALL_MOCO", band_names=["B2"] * 3)
+
+
+def _no_network(url: str, *args: object, **kwargs: object) -> None:
+    raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+
+def test_torchgeo_weights_offline_and_typos(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
+    with pytest.raises(WeightsError) as info:
+        build_model("resnet50", [3], weights="ResNet50_Weights.SENTINEL2_ALL_MOCO",
+                    band_names=["B2", "B3", "B4"])
+    message = str(info.value)
+    assert "\n" not in message and "offline" in message
+    assert str(tmp_path / "hub" / "checkpoints") in message and "--weights /path/to/" in message
+    with pytest.raises(WeightsError, match="did you mean 'ResNet50_Weights.SENTINEL2_ALL_MOCO'"):
+        build_model("resnet50", [3], weights="ResNet50_Weights.SENTINEL2_ALL_MOKO")

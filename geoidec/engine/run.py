@@ -298,7 +298,8 @@ class IncrementalRun:
         if previous is None:
             return build_model(m.backbone, plan.classes_per_step, in_channels=bands,
                                aspp_channels=m.aspp_channels, output_stride=m.output_stride,
-                               weights=m.weights, first_stride=m.first_stride, head=m.head)
+                               weights=m.weights, first_stride=m.first_stride, head=m.head,
+                               band_names=self.dataset.band_names)
         model = copy.deepcopy(previous)
         model.requires_grad_(True)  # ``previous`` may be frozen (it was an old model before)
         model.add_step(plan.classes_per_step[-1])

@@ -17,9 +17,10 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -358,6 +359,66 @@ def _imagenet_state_dict(name: str) -> tuple[dict[str, Tensor], str]:
     return state, url
 
 
+def torchgeo_weights(spec: str) -> Any | None:
+    """torchgeo's pretrained weights named ``spec`` (``ResNet50_Weights.SENTINEL2_ALL_MOCO``,
+    the names of ``torchgeo.models``), or ``None`` when ``spec`` is not such a name."""
+    if not re.fullmatch(r"[A-Za-z0-9]+_Weights\.[A-Za-z0-9_]+", spec):
+        return None
+    from torchgeo import models as tg
+
+    enum_name, member = spec.split(".")
+    enum = getattr(tg, enum_name, None)
+    if enum is None or member not in getattr(enum, "__members__", {}):
+        known = [f"{e}.{m}" for e in dir(tg) if e.endswith("_Weights")
+                 for m in getattr(getattr(tg, e), "__members__", {})]
+        close = difflib.get_close_matches(spec, known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise WeightsError(f"torchgeo has no weights '{spec}'{hint}; see "
+                           "https://torchgeo.readthedocs.io/en/stable/api/weights.html")
+    return enum[member]
+
+
+def _band_key(name: str) -> str:
+    """``B02`` and ``B2``, ``b8A`` and ``B8a`` are the same band."""
+    match = re.fullmatch(r"[Bb]0*(\d+)([Aa]?)", name.strip())
+    return f"B{match[1]}{match[2].upper()}" if match else name.strip().lower()
+
+
+def select_first_conv_bands(weight: Tensor, trained: Sequence[str], wanted: Sequence[str],
+                            what: str) -> Tensor:
+    """The first-convolution filters ``(O, len(trained), k, k)`` of the bands ``wanted``, in
+    that order, picked by name (``B02`` = ``B2``); a one-line error naming the bands when
+    one is missing."""
+    index = {_band_key(b): i for i, b in enumerate(trained)}
+    missing = [b for b in wanted if _band_key(b) not in index]
+    if missing:
+        raise WeightsError(
+            f"{what} was trained on bands {', '.join(trained)}; the dataset's band(s) "
+            f"{', '.join(missing)} are not among them (name the bands like the weights' in "
+            "band_names, or choose weights of this sensor)")
+    return weight[:, [index[_band_key(b)] for b in wanted]].contiguous()
+
+
+def _torchgeo_state_dict(weights: Any, name: str) -> tuple[dict[str, Tensor], str]:
+    """Download (or read from the torch hub cache) torchgeo weights for backbone ``name``."""
+    model = str(weights.meta.get("model", ""))
+    if model and model != name:
+        raise WeightsError(f"torchgeo weights {weights} are for a {model}, not the backbone "
+                           f"'{name}'; set --set model.backbone={model}")
+    url: str = weights.url
+    try:
+        state = torch.hub.load_state_dict_from_url(
+            url, map_location="cpu", progress=False, check_hash=True, weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise WeightsError(
+            f"Could not download torchgeo weights {weights} from {url} (offline?): "
+            f"{type(exc).__name__}: {_one_line(exc)}. Download it where there is a network "
+            f"into {Path(torch.hub.get_dir()) / 'checkpoints'} and name the weights again "
+            f"(or pass --weights /path/to/{url.rsplit('/', 1)[-1]}, without the band "
+            "matching)") from exc
+    return state, url
+
+
 def _read_checkpoint(path: Path) -> dict[str, Tensor]:
     """Read a ``.pth``/``.pt`` state dict (possibly wrapped in ``state_dict``/``model``)."""
     if not path.is_file():
@@ -420,7 +481,8 @@ def adapt_first_conv(weight: Tensor, in_channels: int) -> Tensor:
     return torch.cat([weight, extra], dim=1).contiguous()
 
 
-def load_backbone_weights(backbone_module: nn.Module, name: str, weights: str) -> LoadedWeights:
+def load_backbone_weights(backbone_module: nn.Module, name: str, weights: str,
+                          band_names: Sequence[str] = ()) -> LoadedWeights:
     """Load pretrained weights into a backbone, in place.
 
     Args:
@@ -447,9 +509,15 @@ def load_backbone_weights(backbone_module: nn.Module, name: str, weights: str) -
         )
         return LoadedWeights("none", 0, total, False)
     name = canonical_backbone_name(name)
+    trained_bands: list[str] = []
+    tg_weights = torchgeo_weights(weights)
     if weights == "imagenet":
         state, source = _imagenet_state_dict(name)
         what = f"ImageNet weights {source}"
+    elif tg_weights is not None:
+        state, source = _torchgeo_state_dict(tg_weights, name)
+        what = f"torchgeo weights {weights}"
+        trained_bands = list(tg_weights.meta.get("bands") or [])
     else:
         path = Path(os.path.expanduser(weights))
         state = _read_checkpoint(path)
@@ -471,6 +539,13 @@ def load_backbone_weights(backbone_module: nn.Module, name: str, weights: str) -
             if counted:
                 unmatched.append(f"'{key}' missing")
             continue
+        if key == first_key and trained_bands and src.ndim == 4:
+            if not band_names and src.shape[1] != target.shape[1]:
+                raise WeightsError(f"{what} was trained on bands {', '.join(trained_bands)}; "
+                                   "name the dataset's bands (band_names in its YAML) so "
+                                   "they can be matched")
+            if band_names:
+                src = select_first_conv_bands(src, trained_bands, band_names, what)
         if (
             key == first_key
             and src.shape != target.shape

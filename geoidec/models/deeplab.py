@@ -219,6 +219,7 @@ def build_model(
     dropout: float = 0.1,
     first_stride: int = 2,
     head: str = "aspp",
+    band_names: Sequence[str] = (),
 ) -> SegmentationModel:
     """Build a DeepLabV3 segmentation model with one classifier head per listed step.
 
@@ -239,6 +240,8 @@ def build_model(
             feature map twice as fine, four times the compute; for 10-30 m pixels).
         head: ``"aspp"`` (DeepLabV3) or ``"lraspp"`` (LR-ASPP: a light context branch plus
             a low-level classifier on ``layer2``).
+        band_names: the input bands' names: torchgeo weights trained on other bands give
+            the first convolution the filters of these bands, matched by name.
 
     Raises:
         ValueError: unknown backbone or invalid argument.
@@ -247,7 +250,7 @@ def build_model(
     name = canonical_backbone_name(backbone)
     net = build_backbone(name, in_channels=in_channels, output_stride=output_stride,
                          first_stride=first_stride)
-    load_backbone_weights(net, name, weights)
+    load_backbone_weights(net, name, weights, band_names)
     model = SegmentationModel(
         net, list(classes_per_step), aspp_channels=aspp_channels, dropout=dropout, head=head
     )
