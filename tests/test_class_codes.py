@@ -559,7 +559,7 @@ def test_cli_predict_writes_the_users_codes(coded_run: SimpleNamespace,
     assert qml_entries(out.with_suffix(".qml")) == [
         (str(v), n, c) for v, n, c in zip((0, *VALUES), ("background", *CLASSES),
                                            ("#000000", *COLOURS), strict=True)]
-    frame = gpd.read_file(tmp_path / "map.gpkg")
+    frame = gpd.read_file(tmp_path / "map.gpkg", layer="classes")
     assert list(frame.columns) == ["class_id", "class_code", "class_name", "area", "geometry"]
     np.testing.assert_allclose(frame.area, frame.geometry.area)  # m² (EPSG:32633)
     code_of = dict(zip(("background", *CLASSES), (0, *VALUES), strict=True))
