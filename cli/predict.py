@@ -79,6 +79,11 @@ def predict(
         "NAME_classes.gpkg).")] = None,
     simplify: Annotated[float, typer.Option(
         help="Polygon simplification tolerance in CRS units (0: none).")] = 0.0,
+    min_area: Annotated[str | None, typer.Option(
+        "--min-area", metavar="<AREA|Npx>",
+        help="Minimum mapping unit of the polygons: regions smaller than AREA square map "
+        "units (e.g. 500 for 500 m²) or N pixels (10px) are merged into a neighbour before "
+        "polygonising (the class map is unchanged).")] = None,
     change_from: Annotated[Path | None, typer.Option(
         help="Also write OUT_change.tif: 1 where this older checkpoint (or run) predicts "
         "another class, 0 where the same.")] = None,
@@ -140,7 +145,8 @@ def predict(
         old = load_checkpoint(change_from, map_location=dev) if change_from is not None else None
         options = dict(tile=tile_size, overlap=overlap, batch_size=batch_size, device=dev,
                        overwrite=overwrite, confidence=confidence, probabilities=probabilities,
-                       simplify=simplify, change_from=old, preview=preview, group=group)
+                       simplify=simplify, change_from=old, preview=preview, group=group,
+                       min_area=min_area)
         say = typer.echo if group is None or group.is_main else (lambda *a, **k: None)
         names = ", ".join(c.name for c in ckpt.classes)
         if batch:

@@ -319,6 +319,72 @@ def test_vectors_random_map_matches_single_band(tmp_path: Path) -> None:
     assert frame.crs is None
 
 
+def test_min_area_sieves_like_the_whole_map_in_any_band_height(tmp_path: Path) -> None:
+    """``min_pixels``: whatever the band height of the polygoniser, the polygons are those of
+    the whole map sieved with rasterio (GDAL's sieve), and no polygon is smaller."""
+    import geopandas as gpd
+    import rasterio.features
+
+    from geoidec.inference.vectors import polygonize_class_raster
+    from geoidec.inference.writers import write_class_raster
+
+    rng = np.random.default_rng(5)
+    labels = blocks(61, 47, seed=6, size=4)
+    speckle = rng.random(labels.shape) < 0.08  # single pixels and small clumps
+    labels[speckle] = rng.integers(0, 3, labels.shape)[speckle]
+    labels[rng.random(labels.shape) < 0.02] = 255
+    names, kwargs = ["a", "b", "c"], dict(height=61, width=47, crs=None, transform=None,
+                                          colors=[(1, 1, 1)] * 3)
+    raster = write_class_raster(tmp_path / "r.tif", [(0, labels)], class_names=names, **kwargs)
+    whole = rasterio.features.sieve(labels, size=5, mask=labels != 255, connectivity=4)
+    whole[labels == 255] = 255
+    sieved = write_class_raster(tmp_path / "s.tif", [(0, whole)], class_names=names, **kwargs)
+    _, n = polygonize_class_raster(sieved, tmp_path / "ref.gpkg", names)
+    ref = gpd.read_file(tmp_path / "ref.gpkg", layer="classes")
+    reference = (n, sorted(zip(ref.class_id, ref.geometry.area.round(6), strict=True)))
+    _, raw = polygonize_class_raster(raster, tmp_path / "raw.gpkg", names)
+    assert raw > n  # the speckle was there
+    for rows in (61, 3, 8, 20):
+        out = tmp_path / f"m{rows}.gpkg"
+        _, count = polygonize_class_raster(raster, out, names, band_rows=rows, min_pixels=5)
+        frame = gpd.read_file(out, layer="classes")
+        assert (count, sorted(zip(frame.class_id, frame.geometry.area.round(6),
+                                  strict=True))) == reference, rows
+        assert frame.geometry.area.min() >= 5
+
+
+def test_min_area_through_the_cli(run_dir: Path, big_scene: Path, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import geopandas as gpd
+
+    out = tmp_path / "m.tif"
+    args = ["predict", big_scene, "--model", run_dir, "--out", out, "--vectors",
+            tmp_path / "m.gpkg", "--quiet"]
+    outcome = run_main([*args, "--min-area", "ten"], monkeypatch)
+    assert_one_line_error(outcome, "--min-area ten", "10px")
+    assert list(tmp_path.iterdir()) == []
+    assert run_main([*args, "--min-area", "0.25"], monkeypatch).code == 0  # 0.05 m pixels
+    frame = gpd.read_file(tmp_path / "m.gpkg", layer="classes")
+    assert frame.geometry.area.min() >= 100 * 0.05 * 0.05 - 1e-9
+    with rasterio.open(out) as src:  # the class map itself is not sieved
+        assert src.read(1).shape == (300, 280)
+
+
+def test_min_area_in_map_units_or_pixels() -> None:
+    from affine import Affine
+
+    from geoidec.inference.predict import min_area_pixels
+
+    half_metre = Affine(0.5, 0, 0, 0, -0.5, 0)
+    assert min_area_pixels("10px", half_metre) == 10
+    assert min_area_pixels("2.5", half_metre) == 10 and min_area_pixels("2.6", half_metre) == 11
+    assert min_area_pixels(None, half_metre) == 0
+    from geoidec.errors import UsageError
+
+    with pytest.raises(UsageError, match="square map units"):
+        min_area_pixels("ten", half_metre)
+
+
 # -------------------------------------------------------------------- guard-rails
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records

@@ -166,6 +166,7 @@ def predict_many(
     simplify: float = 0.0,
     change_from: Checkpoint | None = None,
     preview: bool = False,
+    min_area: str | None = None,
     progress: Callable[[int, int, Path], Callable[[int, int], None] | None] | None = None,
     mosaic: bool = True,
     group: PredictGroup | None = None,
@@ -182,7 +183,8 @@ def predict_many(
         mosaic: write the VRT mosaic.
         group: processes sharing every scene by rows (torchrun); rank 0 writes the files.
         tile, overlap, batch_size, device, overwrite, confidence, probabilities, simplify,
-        change_from, preview: as for :func:`~geoidec.inference.predict.predict_scene`.
+        change_from, preview, min_area: as for
+            :func:`~geoidec.inference.predict.predict_scene`.
 
     Returns:
         A :class:`BatchResult`; ``failed`` lists the scenes that raised a user error.
@@ -212,7 +214,7 @@ def predict_many(
                 checkpoint, scene, out, tile=tile, overlap=overlap, batch_size=batch_size,
                 device=device, overwrite=redo, progress=callback, confidence=confidence,
                 probabilities=probabilities, vectors=vectors, simplify=simplify,
-                change_from=change_from, preview=preview, group=group)
+                change_from=change_from, preview=preview, group=group, min_area=min_area)
         except (DataError, FileExistsError) as exc:
             log.warning(f"{scene.name}: skipped: {exc}")
             result.failed.append((scene, str(exc)))

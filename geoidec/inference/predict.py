@@ -46,7 +46,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import rasterio
@@ -401,6 +401,7 @@ def predict_scene(
     strip_width: int = STRIP_WIDTH,
     group: PredictGroup | None = None,
     readers: int | None = None,
+    min_area: str | None = None,
 ) -> Prediction:
     """Sliding-window prediction of ``scene_path`` into ``out`` and the requested extras.
 
@@ -433,6 +434,9 @@ def predict_scene(
         group: the processes predicting this scene together (launched by torchrun; see
             :mod:`geoidec.inference.distributed`); rank 0 writes the outputs.
         readers: threads reading windows (default :func:`reading_threads`).
+        min_area: minimum mapping unit of the polygons: ``"500"`` (square CRS units, m² in
+            a projected CRS) or ``"10px"`` (pixels); smaller regions are merged into a
+            neighbour before polygonising (see :func:`min_area_pixels`).
 
     Returns:
         A :class:`Prediction` (paths, class counts, warnings).
@@ -450,6 +454,7 @@ def predict_scene(
         raise UsageError(f"--batch-size must be positive, got {batch_size}")
     if simplify < 0:
         raise UsageError(f"--simplify must be >= 0, got {simplify}")
+    min_area_pixels(min_area, rasterio.Affine.identity())  # a bad value stops before any output
     _check_outputs_free(paths, overwrite)
     try:
         paths.classes.parent.mkdir(parents=True, exist_ok=True)
@@ -543,7 +548,8 @@ def predict_scene(
                         _, count = polygonize_class_raster(
                             sinks.classes.converted, paths.vectors, names, simplify=simplify,
                             band_rows=vector_band_rows, overwrite=overwrite,
-                            nodata=nodata, codes=codes, colors=colors)
+                            nodata=nodata, codes=codes, colors=colors,
+                            min_pixels=min_area_pixels(min_area, transform))
                     if paths.preview is not None and sampler is not None:
                         write_preview(paths.preview, sampler, names, colors, title=name,
                                       overwrite=overwrite)
@@ -575,6 +581,25 @@ def predict_scene(
     return Prediction(paths=paths, height=height, width=width, counts=counts,
                       nodata_pixels=sinks.nodata_pixels, polygons=polygons, warnings=messages,
                       transitions=sinks.transitions if change_from is not None else None)
+
+
+def min_area_pixels(min_area: str | None, transform: Any) -> int:
+    """Pixels of the minimum mapping unit ``min_area``: ``"10px"`` is 10 pixels, ``"500"``
+    500 square CRS units (rounded up to whole pixels of ``transform``); 0 without one."""
+    if min_area is None:
+        return 0
+    text = str(min_area).strip().lower()
+    try:
+        value = float(text[:-2] if text.endswith("px") else text)
+    except ValueError:
+        raise UsageError(f"--min-area {min_area}: give an area in square map units (e.g. "
+                         "500 for 500 m²) or pixels (e.g. 10px)") from None
+    if value < 0:
+        raise UsageError(f"--min-area must be >= 0, got {min_area}")
+    if text.endswith("px"):
+        return math.ceil(value)
+    pixel = abs(transform.a * transform.e - transform.b * transform.d) or 1.0
+    return math.ceil(value / pixel - 1e-9)
 
 
 def _layers(probs: np.ndarray, valid: np.ndarray, k: int, lut: np.ndarray | None,

@@ -162,6 +162,29 @@ class _Polygonizer:
         self.parent = {g: self._find(g) for g in self.parent if self._find(g) in self.groups}
 
 
+#: Largest map ``--min-area`` sieves (in memory: 1 byte per pixel plus GDAL's polygon ids).
+SIEVE_MAX_PIXELS = 400_000_000
+
+
+def sieved_map(src: Any, min_pixels: int, nodata: int) -> np.ndarray:
+    """``src``'s class map with every 4-connected region of fewer than ``min_pixels`` pixels
+    merged into its largest neighbour (GDAL's sieve over the whole map; nodata never takes
+    part). The whole map is held in memory, so larger maps than :data:`SIEVE_MAX_PIXELS`
+    are refused in one line."""
+    from geoidec.errors import UsageError
+
+    if src.height * src.width > SIEVE_MAX_PIXELS:
+        raise UsageError(f"--min-area sieves the whole class map in memory; this one has "
+                         f"{src.height} x {src.width} pixels (at most {SIEVE_MAX_PIXELS:,}): "
+                         "predict tiles of the scene, or sieve the map in QGIS "
+                         "(Raster > Analysis > Sieve)")
+    labels = src.read(1)
+    valid = labels != nodata
+    sieved = rasterio.features.sieve(labels, size=min_pixels, mask=valid, connectivity=4)
+    sieved[~valid] = nodata
+    return sieved
+
+
 def _polygons(geometry: Any) -> list[Any]:
     """Polygons of a (multi)polygon or collection; empty parts dropped."""
     if geometry.is_empty:
@@ -183,6 +206,7 @@ def polygonize_class_raster(
     nodata: int | None = None,
     codes: Sequence[int] | None = None,
     colors: Sequence[Sequence[int]] | None = None,
+    min_pixels: int = 0,
 ) -> tuple[Path, int]:
     """Polygonise a single-band class raster into a GeoPackage layer, merged across bands.
 
@@ -199,6 +223,9 @@ def polygonize_class_raster(
             then get ``class_id`` = ``i`` and ``class_code`` = the pixel value.
         colors: ``colors[i]`` (r, g, b) of class ``i``: a QGIS style in the GeoPackage's
             ``layer_styles`` table draws the polygons in these colours when QGIS opens it.
+        min_pixels: minimum mapping unit: regions of fewer pixels are merged into their
+            largest neighbour before polygonising (:func:`sieved_map`, the whole map in
+            memory; the class raster itself is not changed); 0 or 1 keeps every region.
 
     Every polygon also gets ``area``, its area in square CRS units (m² in a projected CRS
     in metres; pixels without a CRS).
@@ -237,6 +264,7 @@ def polygonize_class_raster(
                 IGNORE_INDEX if nodata is None else nodata)
             height, width = src.height, src.width
             polygonizer = _Polygonizer(height)
+            whole = sieved_map(src, min_pixels, nd) if min_pixels > 1 else None
             buffer: list[tuple[int, Any]] = []
 
             def flush() -> None:
@@ -264,7 +292,8 @@ def polygonize_class_raster(
 
             for row in range(0, height, band_rows):
                 n = min(band_rows, height - row)
-                labels = src.read(1, window=Window(0, row, width, n))
+                labels = (whole[row:row + n] if whole is not None
+                          else src.read(1, window=Window(0, row, width, n)))
                 for value, geometry in polygonizer.band(labels, row, nd):
                     geometry = shapely.affinity.affine_transform(geometry, matrix)
                     if simplify > 0:
