@@ -115,67 +115,18 @@ def train(
     Several GPUs: `torchrun --nproc_per_node 4 -m geoidec.cli.main train ... --set
     train.devices=4`; an interrupted run: the same command with `--resume runs/demo`.
     """
-    from geoidec.config import load_config
-    from geoidec.data.registry import load_dataset
+    from geoidec.api import train as train_api
     from geoidec.engine.reports import steps_table
-    from geoidec.engine.run import train_run
 
-    overrides = {
-        "method.name": method, "train.iterations": iterations,
-        "train.batch_size": batch_size, "data.tile_size": tile_size, "train.seed": seed,
-        "train.device": device, "model.weights": weights, "data.modality": modality,
-        "train.progress": False if quiet else None,
-    }
-    if iterations is not None:
-        overrides["train.iterations_incremental"] = iterations
-    # a typo stops here, before data is read
-    load_config("cpu" if preset == "auto" else preset, overrides, set_ or [])
-    spec = load_dataset(dataset, root, modality)
-    if preset == "auto":
-        from geoidec.data.registry import auto_preset
-
-        preset, why = auto_preset(spec)
-        _echo(f"preset {preset} ({why}; another with --preset)")
-    preset_name = Path(preset).stem if preset.endswith((".yaml", ".yml")) else preset
-    cfg = load_config(preset, overrides, set_ or [],
-                      dataset_defaults=spec.preset_overrides.get(preset_name))
-    if iterations is not None:
-        cfg = cfg.override({"train.epochs": None})
-    if resume is not None and out is not None and Path(out).resolve() != Path(resume).resolve():
-        raise UsageError(f"--resume {resume} continues that run folder; --out {out} names "
-                        "another one (leave --out out)")
-    if from_ is not None:
-        result = _train_from(spec, from_, cfg, out, resume, steps, step0_from, eval_on or [],
-                             root, modality, overwrite, label)
-    else:
-        if eval_on:
-            raise UsageError("--eval-on scores a --from run on other datasets; a run of one "
-                            "dataset is scored on its own test split")
-        steps = steps or str(len(spec.classes))
-        run_dir = resume or out or Path("runs") / (
-            f"{spec.name}-{steps.replace('|', '_')}-{cfg.method.name}")
-        result = train_run(spec, steps, cfg, run_dir, overwrite=overwrite, echo=_echo,
-                           label=label, step0_from=step0_from, resume=resume)
+    result = train_api(
+        dataset, steps=steps, method=method, out=out, from_run=from_, eval_on=eval_on or (),
+        root=root, preset=preset, iterations=iterations, batch_size=batch_size,
+        tile_size=tile_size, seed=seed, device=device, weights=weights, modality=modality,
+        settings=set_ or (), overwrite=overwrite, quiet=quiet, label=label,
+        step0_from=step0_from, resume=resume, echo=_echo)
     if result.primary:
         typer.echo(steps_table(result.report))
         typer.echo(f"run folder: {result.run_dir}  (report.md, report.json, checkpoints/)")
-
-
-def _train_from(spec, parent: Path, cfg, out: Path | None, resume: Path | None,  # noqa: ANN001
-                steps: str | None, step0_from: Path | None, eval_on: list[str],
-                root: Path | None, modality: str, overwrite: bool, label: str | None):  # noqa: ANN202
-    """``train DATASET --from PARENT``: one step from an existing model."""
-    from geoidec.data.registry import load_dataset
-    from geoidec.engine.extend import extend_run
-
-    if steps is not None:
-        raise UsageError("--from adds the dataset's new classes in one step; leave --steps out")
-    if step0_from is not None:
-        raise UsageError("--from starts from a model; --step0-from cannot be combined with it")
-    others = [load_dataset(d, root, modality) for d in eval_on]
-    run_dir = resume or out or Path("runs") / f"{spec.name}-from-{Path(parent).name}"
-    return extend_run(spec, parent, cfg, run_dir, eval_on=others, overwrite=overwrite,
-                      echo=_echo, label=label, resume=resume)
 
 
 @app.command()

@@ -3,6 +3,7 @@ class map ``geoidec predict`` writes, pixel for pixel."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from tiny_geotiffs import make_dataset
 
 import geoidec
 from geoidec.data.base import DataError
+from geoidec.errors import UsageError
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 TINY = ["--iterations", "3", "--batch-size", "2", "--tile-size", "32", "--preset", "cpu",
@@ -85,3 +87,25 @@ def test_invalid_pixels_tensors_and_band_errors(workdir: Path) -> None:
     np.testing.assert_array_equal(model.predict(torch.from_numpy(clean)), model.predict(clean))
     with pytest.raises(DataError, match=r"3 band\(s\).*got shape \(2, 70, 90\)"):
         model.predict(clean[:2])
+
+
+def test_train_and_predict_file_mirror_the_command_line(tmp_path: Path) -> None:
+    """``geoidec.train`` (what ``geoidec train`` calls) returns the run, and
+    ``geoidec.predict_file`` writes the map ``Model.predict`` computes."""
+    data = make_dataset(tmp_path / "data", train=2, test=1, size=48, values=(4, 7, 9))
+    result = geoidec.train(data, steps="2-1", method="mib", out=tmp_path / "run",
+                           preset="cpu", iterations=3, batch_size=2, tile_size=32,
+                           settings={"model.aspp_channels": 16, "eval.overlap": 8},
+                           quiet=True, echo=lambda message: None)
+    saved = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert result.run_dir == tmp_path / "run" and result.report == saved
+    assert [e["step"] for e in saved["steps"]] == [0, 1] and saved["method"] == "mib"
+    scene = tmp_path / "data" / "images" / "test_0.tif"
+    prediction = geoidec.predict_file(scene, tmp_path / "run", confidence=True, device="cpu")
+    assert prediction.classes == tmp_path / "data" / "images" / "test_0_classes.tif"
+    assert prediction.paths.confidence is not None and prediction.paths.confidence.is_file()
+    with rasterio.open(scene) as src, rasterio.open(prediction.classes) as written:
+        np.testing.assert_array_equal(
+            written.read(1), geoidec.load(tmp_path / "run", device="cpu").predict(src.read()))
+    with pytest.raises(UsageError, match="leave --steps out"):
+        geoidec.train(data, steps="2-1", from_run=tmp_path / "run", out=tmp_path / "v2")
