@@ -404,6 +404,10 @@ def test_torchgeo_weights_by_name_with_band_matching(tmp_path: Path,
     torch.testing.assert_close(net.state_dict()["conv1.weight"], picked)
     torch.testing.assert_close(net.state_dict()["layer4.2.conv3.weight"],
                                state["layer4.2.conv3.weight"])
+    # the same file passed as a local path (no band names: the 13 filters are averaged)
+    local = load_backbone_weights(build_backbone("resnet50", in_channels=3), "resnet50",
+                                  str(cache / weights.url.rsplit("/", 1)[-1]))
+    assert local.matched == local.total and local.adapted_first_conv
     with pytest.raises(WeightsError, match="band\\(s\\) NIR are not among them"):
         load_backbone_weights(build_backbone("resnet50", in_channels=2), "resnet50",
                               "ResNet50_Weights.SENTINEL2_ALL_MOCO", band_names=["B02", "NIR"])
