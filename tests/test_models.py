@@ -379,7 +379,8 @@ def test_lraspp_head_adds_a_low_level_classifier_and_keeps_mib_init() -> None:
 
 
 def test_torchgeo_weights_by_name_with_band_matching(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
     """``--weights ResNet50_Weights.SENTINEL2_ALL_MOCO`` loads torchgeo's file (here a state
     dict in torchgeo's format put in the torch hub cache, as a download would): the first
     convolution gets the filters of the dataset's bands, matched by name (B02 = B2) and in
@@ -397,8 +398,10 @@ def test_torchgeo_weights_by_name_with_band_matching(tmp_path: Path,
     torch.save(state, cache / weights.url.rsplit("/", 1)[-1])
     monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
     net = build_backbone("resnet50", in_channels=3)
-    loaded = load_backbone_weights(net, "resnet50", "ResNet50_Weights.SENTINEL2_ALL_MOCO",
-                                   band_names=["B04", "B03", "B02"])
+    with caplog.at_level("WARNING", logger="geoidec"):
+        loaded = load_backbone_weights(net, "resnet50", "ResNet50_Weights.SENTINEL2_ALL_MOCO",
+                                       band_names=["B04", "B03", "B02"])
+    assert "not with the weights' pretraining normalisation" in caplog.text
     assert loaded.matched == loaded.total
     picked = state["conv1.weight"][:, [bands.index("B4"), bands.index("B3"), bands.index("B2")]]
     torch.testing.assert_close(net.state_dict()["conv1.weight"], picked)

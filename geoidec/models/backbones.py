@@ -15,6 +15,7 @@ ImageNet checkpoints load by name; see :func:`load_backbone_weights`.
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import os
 import re
@@ -416,6 +417,10 @@ def _torchgeo_state_dict(weights: Any, name: str) -> tuple[dict[str, Tensor], st
             f"into {Path(torch.hub.get_dir()) / 'checkpoints'} and name the weights again "
             f"(or pass --weights /path/to/{url.rsplit('/', 1)[-1]}, without the band "
             "matching)") from exc
+    logging.getLogger("geoidec").warning(
+        "%s: geoidec standardises each band with the training images' own statistics, not "
+        "with the weights' pretraining normalisation; fine-tuning adapts the first layers",
+        weights)
     return state, url
 
 
