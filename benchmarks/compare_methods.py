@@ -57,6 +57,12 @@ def geoidec(args: list[str], threads: int | None = None, log: Path | None = None
         subprocess.run(command, check=True, env=env, stdout=sink, stderr=subprocess.STDOUT)
 
 
+def first_step(task: str) -> str:
+    """What a task learns at step 0: ``4`` for ``4-3`` and ``4-1-1-1`` (which share it),
+    ``2`` for ``2-2-1``, the class names before the first ``|`` of a named task."""
+    return task.split("|")[0] if "|" in task else task.split("-")[0]
+
+
 def plan_jobs(args: argparse.Namespace, sample: str | None) -> dict[str, list[Job]]:
     """The runs of every task, step-0 trainers first."""
     data = ["isprs", "--root", sample] if sample else [str(args.dataset)]
@@ -66,16 +72,18 @@ def plan_jobs(args: argparse.Namespace, sample: str | None) -> dict[str, list[Jo
         extra += ["--set", f"eval.split={args.eval_split}"]
     runs: dict[str, list[Job]] = {task: [] for task in args.tasks}
     for seed in args.seeds:
-        step0: Job | None = None
+        step0: dict[str, Job] = {}  # per step-0 class set: tasks sharing it share the model
         for task in args.tasks:
             base = args.out / f"{task}-seed{seed}"
             common = ["train", *data, "--steps", task, "--seed", str(seed), "--quiet",
                       "--overwrite", *extra]
+            first = first_step(task)
             for method in args.methods:
-                reuse = [] if step0 is None else ["--step0-from", str(step0.out)]
+                trainer = step0.get(first)
+                reuse = [] if trainer is None else ["--step0-from", str(trainer.out)]
                 job = Job(base / method, [*common, "--method", method, "--out",
-                                          str(base / method), *reuse], after=step0)
-                step0 = step0 or job
+                                          str(base / method), *reuse], after=trainer)
+                step0.setdefault(first, job)
                 runs[task].append(job)
             if args.joint:
                 runs[task].append(Job(base / "joint", [*common, "--method", "joint", "--out",

@@ -17,15 +17,20 @@ from conftest import REPO_ROOT
 from tiny_geotiffs import make_dataset
 
 
-def _s2_osm() -> ModuleType:
-    name = "geoidec_bench_s2_osm"
+def _bench(script: str) -> ModuleType:
+    """``benchmarks/SCRIPT.py`` as a module (the benchmarks are scripts, not a package)."""
+    name = f"geoidec_bench_{script}"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" /
-                                                      "s2_osm.py")
+                                                      f"{script}.py")
         assert spec is not None and spec.loader is not None
         sys.modules[name] = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(sys.modules[name])
     return sys.modules[name]
+
+
+def _s2_osm() -> ModuleType:
+    return _bench("s2_osm")
 
 
 def test_validation_cut_tiles_the_training_half(shared_data: Path, tmp_path: Path) -> None:
@@ -70,3 +75,24 @@ def test_forest_scores_like_a_hand_confusion_matrix(tmp_path: Path,
     assert result["per_class_iou"] == {"forest": 0.0, "water": pytest.approx(share),
                                        "field": 0.0}
     assert result["miou"] == pytest.approx(share / 3)
+
+
+def test_comparison_shares_step0_only_between_tasks_that_learn_the_same_classes(
+        tmp_path: Path) -> None:
+    """4-3 and 4-1-1-1 reuse one step-0 model per seed; 2-2-1 (another step 0) trains its
+    own, so its runs never point --step0-from at a model of other classes."""
+    import argparse
+
+    plan_jobs = _bench("compare_methods").plan_jobs
+    args = argparse.Namespace(tasks=["4-3", "4-1-1-1", "2-2-1"], seeds=[0],
+                              methods=["finetune", "idec"], joint=False, preset=None, sets=[],
+                              eval_split=None, out=tmp_path, dataset="d.yaml")
+    runs = plan_jobs(args, None)
+    reused = {str(job.out.relative_to(tmp_path)): (job.args[job.args.index("--step0-from") + 1]
+                                                  if "--step0-from" in job.args else None)
+              for jobs in runs.values() for job in jobs}
+    trainer_4 = str(tmp_path / "4-3-seed0" / "finetune")
+    trainer_2 = str(tmp_path / "2-2-1-seed0" / "finetune")
+    assert reused == {"4-3-seed0/finetune": None, "4-3-seed0/idec": trainer_4,
+                      "4-1-1-1-seed0/finetune": trainer_4, "4-1-1-1-seed0/idec": trainer_4,
+                      "2-2-1-seed0/finetune": None, "2-2-1-seed0/idec": trainer_2}
