@@ -26,7 +26,7 @@ import torch
 import yaml
 from affine import Affine
 from conftest import assert_one_line_error, run_cli, run_main
-from tiny_geotiffs import CLASSES, make_dataset
+from tiny_geotiffs import CLASSES, make_dataset, write_raster
 from torch import nn
 
 from geoidec.data.base import ClassInfo, DataError
@@ -144,17 +144,8 @@ def write_scene(path: Path, data: np.ndarray, mask: np.ndarray | None = None,
                 crs: str | None = "EPSG:32633") -> Path:
     """A tiled GeoTIFF of ``data`` (C, H, W); ``mask`` (H, W) True = valid, as an internal
     mask."""
-    c, h, w = data.shape
-    args = {"driver": "GTiff", "width": w, "height": h, "count": c, "dtype": data.dtype,
-            "crs": crs, "transform": TRANSFORM if crs else Affine.identity(), "tiled": True,
-            "blockxsize": 256, "blockysize": 256}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **args) as dst:
-            dst.write(data)
-            if mask is not None:
-                dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
-    return path
+    return write_raster(path, data, crs=crs, transform=TRANSFORM, mask=mask, tiled=True,
+                        blockxsize=256, blockysize=256)
 
 
 class PixelModel(nn.Module):

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from affine import Affine
 from conftest import assert_one_line_error, run_cli, run_main
+from tiny_geotiffs import write_raster as write_shared_raster
 from torch import nn
 
 from geoidec.data.base import ClassInfo, DataError
@@ -77,21 +78,9 @@ def fake_checkpoint(model: nn.Module, **meta: object) -> Checkpoint:
                       normalization=norm, meta={**base, **meta})
 
 
-def write_raster(path: Path, data: np.ndarray, *, crs: str | None = "EPSG:32633",
-                 transform: Affine | None = TRANSFORM, mask: np.ndarray | None = None,
-                 **profile: object) -> Path:
-    """A tiled GeoTIFF of ``data`` (C, H, W); ``mask`` (H, W) bool becomes an internal mask."""
-    c, h, w = data.shape
-    args = {"driver": "GTiff", "width": w, "height": h, "count": c, "dtype": data.dtype,
-            "crs": crs, "transform": transform if crs else Affine.identity()}
-    args.update(profile)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **args) as dst:
-            dst.write(data)
-            if mask is not None:
-                dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
-    return path
+def write_raster(path: Path, data: np.ndarray, **kwargs: object) -> Path:
+    """:func:`tiny_geotiffs.write_raster` with this module's transform by default."""
+    return write_shared_raster(path, data, **{"transform": TRANSFORM, **kwargs})
 
 
 def colour_scene(labels: np.ndarray) -> np.ndarray:

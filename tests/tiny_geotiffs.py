@@ -3,6 +3,7 @@ DDP and resume tests; each test can spoil one file to try a hostile input."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,24 @@ def write_tif(path: Path, data: np.ndarray, *, crs: str | None = CRS, x0: float 
         profile["nodata"] = nodata
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
+    return path
+
+
+def write_raster(path: Path, data: np.ndarray, *, crs: str | None = CRS,
+                 transform: Affine | None = None, mask: np.ndarray | None = None,
+                 **profile: object) -> Path:
+    """A GeoTIFF of ``data`` (C, H, W) (the identity transform without a CRS); ``mask``
+    (H, W) bool becomes an internal mask; ``profile`` adds creation options (tiling...)."""
+    c, h, w = data.shape
+    args = {"driver": "GTiff", "width": w, "height": h, "count": c, "dtype": data.dtype,
+            "crs": crs, "transform": transform if crs else Affine.identity()}
+    args.update(profile)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **args) as dst:
+            dst.write(data)
+            if mask is not None:
+                dst.write_mask(np.where(mask, 255, 0).astype(np.uint8))
     return path
 
 
