@@ -29,6 +29,15 @@ def stac_path(classes: Path) -> Path:
     return classes.with_suffix(".stac.json")
 
 
+def stac_classes(checkpoint: Any) -> list[dict[str, Any]]:
+    """The classification extension's classes of ``checkpoint``: ``value`` (the class's code
+    in maps, else its output index), ``name`` and ``color_hint`` (RRGGBB)."""
+    codes = checkpoint.codes or list(range(checkpoint.num_classes))
+    return [{"value": int(code), "name": c.name,
+             "color_hint": "{:02X}{:02X}{:02X}".format(*c.color[:3])}
+            for code, c in zip(codes, checkpoint.classes, strict=True)]
+
+
 def _asset(path: Path, media_type: str, roles: list[str], title: str, **extra: Any) -> Any:
     import pystac
 
@@ -55,7 +64,6 @@ def write_stac_item(prediction: Any, checkpoint: Any, digest: str) -> Path:
         geometry = {"type": "Polygon", "coordinates": [[[west, south], [east, south],
                                                         [east, north], [west, north],
                                                         [west, south]]]}
-    codes = checkpoint.codes or list(range(checkpoint.num_classes))
     properties = {
         "geoidec:checkpoint": str(Path(checkpoint.path).resolve()),
         "geoidec:step": checkpoint.meta.get("step"),
@@ -75,9 +83,7 @@ def write_stac_item(prediction: Any, checkpoint: Any, digest: str) -> Path:
     RasterExtension.ext(classes_asset, add_if_missing=True).bands = [
         RasterBand.create(nodata=nodata, data_type=DataType.UINT8)]
     ClassificationExtension.ext(classes_asset, add_if_missing=True).classes = [
-        Classification.create(value=int(code), name=c.name,
-                              color_hint="{:02X}{:02X}{:02X}".format(*c.color[:3]))
-        for code, c in zip(codes, checkpoint.classes, strict=True)]
+        Classification.create(**c) for c in stac_classes(checkpoint)]
     extras = [("confidence", paths.confidence, COG, ["data"], "confidence (0-100)"),
               ("probabilities", paths.probabilities, COG, ["data"],
                "class probabilities (0-100, a band per class)"),
@@ -109,12 +115,9 @@ def write_model_item(onnx: Path, checkpoint: Any, digest: str, tile: int) -> Pat
     model has none (geometry null)."""
     import pystac
 
-    codes = checkpoint.codes or list(range(checkpoint.num_classes))
     bands = list(checkpoint.meta.get("band_names") or
                  [f"band {i + 1}" for i in range(checkpoint.bands)])
-    classes = [{"value": int(code), "name": c.name,
-                "color_hint": "{:02X}{:02X}{:02X}".format(*c.color[:3])}
-               for code, c in zip(codes, checkpoint.classes, strict=True)]
+    classes = stac_classes(checkpoint)
     shape = [-1, checkpoint.bands, tile, tile]
     properties = {
         "mlm:name": onnx.stem,
