@@ -100,6 +100,11 @@ READERS_MAX = 6
 TRIM_EVERY = 8
 """Row bands written between two returns of freed heap memory to the system."""
 
+CONTINUOUS: dict[str, Any] = {"predictor": True, "level": 4}
+"""COG encoding of the confidence and probability layers: horizontal differencing and
+DEFLATE level 4 (8,000^2 benchmark confidence: 14.2 MB in 1.2 s of CPU against 18.6 MB in
+2.0 s at level 6 without the predictor)."""
+
 ProgressFn = Callable[[int, int], None]
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -612,19 +617,46 @@ def _layers(probs: np.ndarray, valid: np.ndarray, k: int, lut: np.ndarray | None
         return _layers_on(device, probs, valid, k, lut, paths)
     invalid = ~valid
     ours = probs[:k]
-    labels = ours.argmax(axis=0).astype(np.uint8)
+    top, labels = argmax_classes(ours)
     layers = [labels[None]]
     if paths.confidence is not None:
-        layers.append(np.rint(ours.max(axis=0) * 100.0).astype(np.uint8)[None])
+        layers.append(percent(top)[None])
     if paths.probabilities is not None:
-        layers.append(np.rint(ours * 100.0).astype(np.uint8))
+        layers.append(percent(ours))
     if paths.change is not None and lut is not None:
-        theirs = probs[k:].argmax(axis=0).astype(np.uint8)
+        theirs = argmax_classes(probs[k:])[1]
         layers.append((lut[theirs] != labels).astype(np.uint8)[None])
         layers.append(theirs[None])  # the other map's classes, counted, not written
     out = np.concatenate(layers) if len(layers) > 1 else layers[0]
     out[:, invalid] = IGNORE_INDEX
     return out
+
+
+def argmax_classes(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs.max(axis=0), probs.argmax(axis=0) as uint8)`` of ``probs`` (K, ...), the
+    first class winning ties as in numpy, in a few branch-free elementwise passes per
+    class. numpy's and torch's reductions over a leading axis stride through memory, and
+    masked assignment branches on every pixel: 22 ms for 6 x 384 x 2,048 values with
+    ``argmax``, 29 ms with masks, 1.7 ms here (one CPU thread)."""
+    top = probs[0].copy()
+    labels = np.zeros(top.shape, dtype=np.uint8)
+    better = np.empty(top.shape, dtype=bool)
+    diff = np.empty(top.shape, dtype=np.uint8)
+    for c in range(1, len(probs)):
+        np.greater(probs[c], top, out=better)
+        np.maximum(top, probs[c], out=top)
+        # labels = c where better: labels ^= (labels ^ c) * better
+        np.bitwise_xor(labels, np.uint8(c), out=diff)
+        np.multiply(diff, better.view(np.uint8), out=diff)
+        np.bitwise_xor(labels, diff, out=labels)
+    return top, labels
+
+
+def percent(values: np.ndarray) -> np.ndarray:
+    """Probabilities 0..1 as uint8 percentages, rounded half to even like ``np.rint``."""
+    out = np.multiply(values, 100.0, dtype=np.float32)
+    np.rint(out, out=out)
+    return out.astype(np.uint8)
 
 
 def _layers_on(device: torch.device, probs: np.ndarray, valid: np.ndarray, k: int,
@@ -761,11 +793,13 @@ class _Sinks:
         self.streams.append(self.classes)
         if paths.confidence is not None:
             self.conf = RasterStream(paths.confidence, descriptions=["confidence (%)"],
-                                     overview_resampling="average", tags=provenance, **geo)
+                                     overview_resampling="average", tags=provenance,
+                                     **CONTINUOUS, **geo)
             self.streams.append(self.conf)
         if paths.probabilities is not None:
             self.probs = RasterStream(paths.probabilities, count=k, descriptions=names,
-                                      overview_resampling="average", tags=provenance, **geo)
+                                      overview_resampling="average", tags=provenance,
+                                      **CONTINUOUS, **geo)
             self.streams.append(self.probs)
         self.transitions = np.zeros((change_from.num_classes if change_from else 0, k),
                                     dtype=np.int64)

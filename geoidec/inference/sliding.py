@@ -243,7 +243,7 @@ class SlidingWindowPredictor:
                                 yield band
                         band_rows = slice(r0 - top, r0 - top + t)
                         cols = slice(c0, c0 + t)
-                        acc[:, band_rows, cols] += probs[i] * self._weights
+                        acc[:, band_rows, cols].addcmul_(probs[i], self._weights)
                         wsum[band_rows, cols] += self._weights
                         vand[band_rows, cols] &= v[i]
                     done += len(batch)

@@ -41,6 +41,7 @@ from rasterio.windows import Window
 
 from geoidec.constants import IGNORE_INDEX
 from geoidec.files import atomic_write
+from geoidec.inference.overviews import overview_chain, remove_chain
 from geoidec.inference.rat import write_rat_sidecar
 
 __all__ = [
@@ -243,7 +244,8 @@ def _check_cog(path: Path, last_value: int, nodata: int, overviews: bool) -> Non
 class RasterStream:
     """Write a raster row band by row band, then convert and rename it atomically.
 
-    Bands go into ``.{name}.partial.tif`` (tiled 256 x 256, DEFLATE) beside ``path``;
+    Bands go into ``.{name}.partial.tif`` (tiled 256 x 256, ZSTD level 1: read once)
+    beside ``path``;
     :meth:`finish` converts it to ``.{name}.cog.tif`` with GDAL's COG driver (DEFLATE, 256 px
     blocks, internal overviews when the raster exceeds one block) or, for ``fmt="PNG"``, to
     ``.{name}.tmp.png`` with the PNG driver; :meth:`commit` renames the result onto ``path``.
@@ -267,6 +269,10 @@ class RasterStream:
         descriptions: band descriptions (``count`` strings), or ``None``.
         gray: mark the bands' colour interpretation grey/undefined (not RGB).
         tags: extra dataset tags (provenance), or ``None``.
+        predictor: DEFLATE with horizontal differencing (``PREDICTOR=2``): smaller and
+            faster for continuous layers (confidence, probabilities), not for class maps.
+        level: DEFLATE level of the COG (libdeflate, 1-12; GDAL's default 6).
+        threads: threads GDAL compresses the COG's blocks with (``NUM_THREADS``).
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is false.
@@ -290,6 +296,9 @@ class RasterStream:
         descriptions: Sequence[str] | None = None,
         gray: bool = True,
         tags: dict[str, str] | None = None,
+        predictor: bool = False,
+        level: int = 6,
+        threads: int = 1,
     ) -> None:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
@@ -310,6 +319,7 @@ class RasterStream:
         self.crs = crs
         self.overviews = overviews
         self.overview_resampling = overview_resampling.upper()
+        self.predictor, self.level, self.threads = predictor, int(level), max(1, int(threads))
         self.partial = self.path.with_name(f".{self.path.name}.partial.tif")
         suffix = ".cog.tif" if self.fmt == "COG" else ".tmp.png"
         self.converted = self.path.with_name(f".{self.path.name}{suffix}")
@@ -323,8 +333,9 @@ class RasterStream:
             "driver": "GTiff", "height": height, "width": width, "count": count,
             "dtype": "uint8", "nodata": nodata, "crs": crs,
             "transform": Affine.identity() if transform is None else transform,
-            "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate",
-            "bigtiff": "if_safer",
+            "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK,
+            # read once by the conversion: the fastest codec that keeps the file small
+            "compress": "zstd", "zstd_level": 1, "bigtiff": "if_safer",
         }
         try:
             with warnings.catch_warnings():
@@ -408,10 +419,15 @@ class RasterStream:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 if self.fmt == "COG":
+                    if self.overviews and self.overview_resampling in ("MODE", "AVERAGE"):
+                        overview_chain(self.partial, self.overview_resampling, self.nodata,
+                                       BLOCK)
                     rasterio.shutil.copy(
                         self.partial, self.converted, driver="COG", COMPRESS="DEFLATE",
                         BLOCKSIZE=BLOCK, OVERVIEWS="AUTO" if self.overviews else "NONE",
                         OVERVIEW_RESAMPLING=self.overview_resampling, BIGTIFF="IF_SAFER",
+                        LEVEL=self.level, PREDICTOR="YES" if self.predictor else "NO",
+                        NUM_THREADS=self.threads,
                     )
                 else:
                     with rasterio.Env(GDAL_PAM_ENABLED="NO"):
@@ -419,6 +435,7 @@ class RasterStream:
                                              WRITE_METADATA_AS_TEXT="YES", ZLEVEL=6)
                 self.check(self.converted)
             self.partial.unlink(missing_ok=True)
+            remove_chain(self.partial)
             self._finished = True
         except BaseException:
             self.abort()
@@ -445,6 +462,7 @@ class RasterStream:
         self._cleanup()
 
     def _cleanup(self) -> None:
+        remove_chain(self.partial)
         for tmp in (self.partial, self.converted):
             tmp.unlink(missing_ok=True)
             tmp.with_name(tmp.name + ".aux.xml").unlink(missing_ok=True)
