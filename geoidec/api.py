@@ -121,10 +121,10 @@ class Model:
         from geoidec.engine.evaluate import probability_fn
         from geoidec.inference.predict import (
             _threads_for_forward_only,
-            _window_reader,
             reading_threads,
             resolve_tiling,
         )
+        from geoidec.inference.reading import WindowReader
         from geoidec.inference.sliding import SlidingWindowPredictor
         from geoidec.inference.strips import StripPredictor
 
@@ -141,7 +141,7 @@ class Model:
             predictor = SlidingWindowPredictor(
                 wrap(forward), num_classes=k, tile=tile, overlap=overlap,
                 batch_size=batch_size, device=self.device, readers=reading_threads(self.device))
-            read = _window_reader(reader, [self.checkpoint.normalization], None)
+            read = WindowReader(reader, [self.checkpoint.normalization])
             for row, col, p, v in StripPredictor(predictor).run(read, height, width):
                 rows, cols = slice(row, row + p.shape[1]), slice(col, col + p.shape[2])
                 probs[:, rows, cols], valid[rows, cols] = p, v

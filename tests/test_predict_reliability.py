@@ -254,8 +254,9 @@ def test_layers_in_torch_match_numpy() -> None:
     valid = rng.random((9, 11)) > 0.2
     lut = np.array([0, 2, 1], np.uint8)
     paths = output_paths(Path("x.tif"), confidence=True, probabilities=True, change=True)
-    expected = _layers(probs, valid, 4, lut, paths)
-    got = _layers_on(torch.device("cpu"), probs, valid, 4, lut, paths)
+    acc, wsum = torch.from_numpy(probs), torch.ones(9, 11)  # sums of one window of weight 1
+    expected = _layers(acc, wsum, torch.from_numpy(valid), 4, lut, paths)
+    got = _layers_on(acc, wsum, torch.from_numpy(valid), 4, lut, paths)
     assert got.dtype == np.uint8 and got.shape == (1 + 1 + 4 + 1 + 1, 9, 11)
     np.testing.assert_array_equal(expected[-1][valid], probs[4:].argmax(axis=0)[valid])
     np.testing.assert_array_equal(got, expected)

@@ -18,6 +18,7 @@ from typing import Protocol
 
 import numpy as np
 import rasterio
+from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
@@ -230,6 +231,7 @@ class SceneReader:
             raise DataError(f"{scene.image}: {len(scene.fill)} fill value(s) given for "
                             f"{len(self.bands)} band(s); give one per band read")
         self._fill = [(i, v) for i, v in enumerate(scene.fill) if v is not None]
+        self._all_valid: bool | None = None
         self._label = None
         if scene.label is not None and decoder is not None:
             self._label = open_raster(scene.label)
@@ -297,18 +299,42 @@ class SceneReader:
         if clipped is None:
             return image, valid
         inner, (rs, cs) = clipped
-        data = self._image.read(self.bands, window=inner)
-        masks = self._image.read_masks(self.bands, window=inner)
-        ok = masks.min(axis=0) > 0
-        if np.issubdtype(data.dtype, np.floating):
-            ok &= np.isfinite(data).all(axis=0)
-        for i, value in self._fill:
-            ok &= ~fill_mask(data[i], value)
+        data, ok = self.read_raw(inner)
+        if ok is None:
+            ok = np.ones(data.shape[1:], dtype=bool)
         part = data.astype(np.float32)
         part[:, ~ok] = 0.0
         image[:, rs, cs] = part
         valid[rs, cs] = ok
         return image, valid
+
+    @property
+    def all_valid(self) -> bool:
+        """No pixel can be invalid: every band read has no nodata value, mask or alpha
+        (GDAL's ``all_valid`` mask flag), the dtype is an integer one and no band has a fill
+        value."""
+        if self._all_valid is None:
+            flags = self._image.mask_flag_enums
+            self._all_valid = (
+                not self._fill
+                and np.issubdtype(np.dtype(self._image.dtypes[0]), np.integer)
+                and all(flags[b - 1] == [MaskFlags.all_valid] for b in self.bands))
+        return self._all_valid
+
+    def read_raw(self, window: Window) -> tuple[np.ndarray, np.ndarray | None]:
+        """Values (C, h, w) in the raster's own dtype of a ``window`` inside the raster and
+        its valid mask (h, w), or ``None`` for the mask when :attr:`all_valid` (no mask is
+        read then)."""
+        data = self._image.read(self.bands, window=window)
+        if self.all_valid:
+            return data, None
+        masks = self._image.read_masks(self.bands, window=window)
+        ok = np.logical_and.reduce(masks > 0, axis=0)
+        if np.issubdtype(data.dtype, np.floating):
+            ok &= np.isfinite(data).all(axis=0)
+        for i, value in self._fill:
+            ok &= ~fill_mask(data[i], value)
+        return data, ok
 
     def read_label(self, window: Window) -> np.ndarray:
         """Class indices (h, w) uint8 in dataset order; 255 outside the raster."""

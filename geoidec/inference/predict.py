@@ -38,7 +38,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import threading
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -53,11 +52,9 @@ import rasterio
 import torch
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.windows import Window
 
 from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import DataError, Scene, SceneReader, open_raster
-from geoidec.data.normalization import Normalization
 from geoidec.engine.checkpoint import Checkpoint
 from geoidec.engine.evaluate import probability_fn
 from geoidec.errors import UsageError
@@ -69,8 +66,9 @@ from geoidec.inference.distributed import (
     read_part,
 )
 from geoidec.inference.preview import PreviewSampler, write_preview
+from geoidec.inference.reading import ThreadReaders, WindowReader
 from geoidec.inference.sliding import SlidingWindowPredictor
-from geoidec.inference.strips import StripPredictor
+from geoidec.inference.strips import StripPredictor, SumChunk
 from geoidec.inference.vectors import polygonize_class_raster
 from geoidec.inference.writers import ClassRasterStream, RasterStream
 
@@ -246,69 +244,13 @@ def select_bands(src: rasterio.DatasetReader, expected: int, path: Path,
     )
 
 
-class _ThreadReaders:
-    """One :class:`SceneReader` per reading thread (a GDAL dataset handle must not be shared
-    between threads), opened on first use and closed together."""
-
-    def __init__(self, scene: Scene) -> None:
-        self.scene = scene
-        self._local = threading.local()
-        self._opened: list[SceneReader] = []
-        self._lock = threading.Lock()
-
-    def get(self) -> SceneReader:
-        reader = getattr(self._local, "reader", None)
-        if reader is None:
-            reader = SceneReader(self.scene).__enter__()
-            self._local.reader = reader
-            with self._lock:
-                self._opened.append(reader)
-        return reader
-
-    def close(self) -> None:
-        with self._lock:
-            for reader in self._opened:
-                reader.__exit__(None, None, None)
-            self._opened.clear()
-
-
-def reading_threads(device: torch.device) -> int:
+def reading_threads(device: torch.device, threads: int | None = None) -> int:
     """Threads reading windows: several when a GPU does the forward (the CPU is free and
-    decoding would otherwise starve it), one on CPU (the forward uses every core)."""
+    decoding would otherwise starve it), one on CPU (the forward uses every core) unless
+    ``threads`` asks for more."""
     if device.type == "cpu":
-        return 1
-    return max(1, min(READERS_MAX, (os.cpu_count() or 2) - 1))
-
-
-def _window_reader(
-    readers: _ThreadReaders,
-    normalizations: list[Normalization],
-    preview: PreviewSampler | None,
-) -> Callable[[Window], tuple[np.ndarray, np.ndarray]]:
-    """``read(window)`` for the predictor (thread-safe): standardised bands (one set per
-    normalisation, concatenated), 0 on nodata; the part of a window beyond the scene
-    mirrored from inside (``valid`` False there)."""
-
-    def read(window: Window) -> tuple[np.ndarray, np.ndarray]:
-        reader = readers.get()
-        row, col = int(window.row_off), int(window.col_off)
-        th, tw = int(window.height), int(window.width)
-        h, w = min(th, reader.height - row), min(tw, reader.width - col)
-        image, valid = reader.read_image(Window(col, row, w, h))
-        if preview is not None:
-            preview.add_window(row, col, image, valid)
-        parts = []
-        for norm in normalizations:
-            x = np.asarray(norm.standardize(norm.to_unit(image)), dtype=np.float32)
-            x[:, ~valid] = 0.0
-            parts.append(x)
-        x = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        if (h, w) != (th, tw):
-            x = np.pad(x, ((0, 0), (0, th - h), (0, tw - w)), mode="symmetric")
-            valid = np.pad(valid, ((0, th - h), (0, tw - w)))
-        return x, valid
-
-    return read
+        return 1 if threads is None else max(1, min(READERS_MAX, threads))
+    return max(1, min(READERS_MAX, threads or (os.cpu_count() or 2) - 1))
 
 
 PredictFn = Callable[[torch.Tensor], torch.Tensor]
@@ -407,6 +349,7 @@ def predict_scene(
     group: PredictGroup | None = None,
     readers: int | None = None,
     min_area: str | None = None,
+    threads: int | None = None,
 ) -> Prediction:
     """Sliding-window prediction of ``scene_path`` into ``out`` and the requested extras.
 
@@ -439,6 +382,9 @@ def predict_scene(
         group: the processes predicting this scene together (launched by torchrun; see
             :mod:`geoidec.inference.distributed`); rank 0 writes the outputs.
         readers: threads reading windows (default :func:`reading_threads`).
+        threads: CPU threads for the work around the model (default: every core): with
+            more than one, outputs are encoded in a background thread while the next
+            windows are predicted, and GDAL compresses the COGs with as many threads.
         min_area: minimum mapping unit of the polygons: ``"500"`` (square CRS units, m² in
             a projected CRS) or ``"10px"`` (pixels); smaller regions are merged into a
             neighbour before polygonising (see :func:`min_area_pixels`).
@@ -517,32 +463,35 @@ def predict_scene(
             sampler = PreviewSampler(
                 height, width, bands=len(bands), rgb_bands=checkpoint.meta.get("rgb_bands"),
                 low=checkpoint.normalization.low, high=checkpoint.normalization.high)
+        workers = max(1, threads if threads is not None else os.cpu_count() or 1)
+        background = workers > 1
         predictor = SlidingWindowPredictor(
             predict_fn, num_classes=k + (change_from.num_classes if change_from else 0),
             tile=tile_, overlap=overlap_, batch_size=batch_size, device=device,
-            readers=readers if readers is not None else reading_threads(device),
+            readers=readers if readers is not None else reading_threads(device, workers),
         )
         geo = {"height": height, "width": width, "crs": crs,
-               "transform": transform if crs is not None else None, "overwrite": overwrite}
+               "transform": transform if crs is not None else None, "overwrite": overwrite,
+               "threads": workers}
         provenance = {"geoidec_checkpoint": str(Path(checkpoint.path).resolve()),
                       "geoidec_step": str(checkpoint.meta.get("step", "")),
                       "geoidec_input": name}
         main = group is None or group.is_main
         sinks: _Sinks | None = None
         part: PartFile | None = None
-        handles: _ThreadReaders | None = None
+        handles: ThreadReaders | None = None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 if main:
                     sinks = _Sinks(paths, names, colors, k, change_from, provenance, geo,
                                    sampler, codes=codes, nodata=nodata)
-                handles = _ThreadReaders(reader.scene)
-                read = _window_reader(handles, normalizations, sampler)
+                handles = ThreadReaders(reader.scene)
+                read = WindowReader(handles, normalizations, sampler)
                 strips = StripPredictor(predictor, strip_width=strip_width,
                                         carry_dir=paths.classes.parent)
                 rows = None if group is None else group.rows(height)
-                chunks = strips.run(read, height, width, progress, rows=rows)
+                chunks = strips.run_sums(read, height, width, progress, rows=rows)
 
                 def complete() -> int:
                     """Finish and commit every output (rank 0); the polygon count."""
@@ -563,10 +512,11 @@ def predict_scene(
 
                 if group is None:
                     assert sinks is not None
-                    _encode_all(chunks, sinks, k, lut, paths, device)
+                    _encode_all(chunks, sinks, k, lut, paths, background)
                     polygons = complete()
                 else:
-                    part = _predict_part(group, chunks, paths, rows, width, k, lut, device)
+                    part = _predict_part(group, chunks, paths, rows, width, k, lut,
+                                         background)
                     polygons = _merge_and_complete(group, sinks, paths.classes, height,
                                                    sampler, complete)
         except BaseException:
@@ -607,28 +557,29 @@ def min_area_pixels(min_area: str | None, transform: Any) -> int:
     return math.ceil(value / pixel - 1e-9)
 
 
-def _layers(probs: np.ndarray, valid: np.ndarray, k: int, lut: np.ndarray | None,
-            paths: OutputPaths, device: torch.device | None = None) -> np.ndarray:
-    """The uint8 output layers of one blended chunk ``probs`` (K [+ K_old], n, w): the class
-    map, then the confidence, the k probability bands and the change map when requested
-    (255 where ``valid`` is False). On a GPU ``device`` the arithmetic runs there (numpy's
-    argmax over the class axis is the slowest step of a GPU prediction otherwise)."""
-    if device is not None and device.type == "cuda":
-        return _layers_on(device, probs, valid, k, lut, paths)
-    invalid = ~valid
-    ours = probs[:k]
+def _layers(acc: torch.Tensor, wsum: torch.Tensor, valid: torch.Tensor, k: int,
+            lut: np.ndarray | None, paths: OutputPaths) -> np.ndarray:
+    """The uint8 output layers of one chunk of blended sums (``acc`` (K [+ K_old], n, w),
+    ``wsum`` (n, w), see :meth:`StripPredictor.run_sums`): the class map, then the
+    confidence, the k probability bands and the change map when requested (255 where
+    ``valid`` is False). Only the requested divisions by ``wsum`` are made (the class is the
+    largest sum). On a GPU the arithmetic runs there and only uint8 layers come back."""
+    if acc.device.type != "cpu":
+        return _layers_on(acc, wsum, valid, k, lut, paths)
+    sums, weights = acc.numpy(), wsum.numpy()
+    ours = sums[:k]
     top, labels = argmax_classes(ours)
     layers = [labels[None]]
     if paths.confidence is not None:
-        layers.append(percent(top)[None])
+        layers.append(percent(np.divide(top, weights, out=top))[None])
     if paths.probabilities is not None:
-        layers.append(percent(ours))
+        layers.append(percent(ours / weights))
     if paths.change is not None and lut is not None:
-        theirs = argmax_classes(probs[k:])[1]
+        theirs = argmax_classes(sums[k:])[1]
         layers.append((lut[theirs] != labels).astype(np.uint8)[None])
         layers.append(theirs[None])  # the other map's classes, counted, not written
     out = np.concatenate(layers) if len(layers) > 1 else layers[0]
-    out[:, invalid] = IGNORE_INDEX
+    out[:, ~valid.numpy()] = IGNORE_INDEX
     return out
 
 
@@ -659,25 +610,24 @@ def percent(values: np.ndarray) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def _layers_on(device: torch.device, probs: np.ndarray, valid: np.ndarray, k: int,
+def _layers_on(acc: torch.Tensor, wsum: torch.Tensor, valid: torch.Tensor, k: int,
                lut: np.ndarray | None, paths: OutputPaths) -> np.ndarray:
-    """:func:`_layers` computed with torch on ``device`` (same values)."""
-    p = torch.from_numpy(probs).to(device, non_blocking=True)
-    ours = p[:k]
+    """:func:`_layers` computed with torch on the sums' device (same values)."""
+    ours = acc[:k]
     top, labels = ours.max(dim=0)
     labels = labels.to(torch.uint8)
     layers = [labels[None]]
     if paths.confidence is not None:
-        layers.append(torch.round(top * 100.0).to(torch.uint8)[None])
+        layers.append(torch.round(top / wsum * 100.0).to(torch.uint8)[None])
     if paths.probabilities is not None:
-        layers.append(torch.round(ours * 100.0).to(torch.uint8))
+        layers.append(torch.round(ours / wsum * 100.0).to(torch.uint8))
     if paths.change is not None and lut is not None:
-        theirs = p[k:].argmax(dim=0).to(torch.uint8)
-        layers.append((torch.from_numpy(lut).to(device)[theirs.long()] != labels)
+        theirs = acc[k:].argmax(dim=0).to(torch.uint8)
+        layers.append((torch.from_numpy(lut).to(acc.device)[theirs.long()] != labels)
                       .to(torch.uint8)[None])
         layers.append(theirs[None])
     out = torch.cat(layers) if len(layers) > 1 else layers[0]
-    out[:, ~torch.from_numpy(valid).to(device)] = IGNORE_INDEX
+    out[:, ~valid] = IGNORE_INDEX
     return out.cpu().numpy()
 
 
@@ -717,24 +667,23 @@ class _Background:
                 self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _encode_all(chunks: Iterator[tuple[int, int, np.ndarray, np.ndarray]],
-                sink: _Sinks | PartFile, k: int, lut: np.ndarray | None, paths: OutputPaths,
-                device: torch.device) -> None:
-    """Encode every blended chunk into output layers and write them to ``sink``: on a GPU in
-    a background thread while the next chunk is predicted; on a CPU at once (the forward
-    already keeps every core busy)."""
+def _encode_all(chunks: Iterator[SumChunk], sink: _Sinks | PartFile, k: int,
+                lut: np.ndarray | None, paths: OutputPaths, background: bool) -> None:
+    """Turn every chunk of blended sums into output layers (in this thread: the chunks are
+    views of the accumulator) and write them to ``sink``, in a background thread while the
+    next chunk is predicted when ``background``."""
 
     written = [0]
 
-    def encode(row: int, col: int, probs: np.ndarray, valid: np.ndarray) -> None:
-        sink.write(row, col, _layers(probs, valid, k, lut, paths, device))
+    def write(row: int, col: int, layers: np.ndarray) -> None:
+        sink.write(row, col, layers)
         written[0] += 1
         if written[0] % TRIM_EVERY == 0:
             release_freed_memory()
 
-    with _Background(encode, depth=0 if device.type == "cpu" else 2) as background:
-        for chunk in chunks:
-            background.submit(*chunk)
+    with _Background(write, depth=2 if background else 0) as writer:
+        for row, col, acc, wsum, valid in chunks:
+            writer.submit(row, col, _layers(acc, wsum, valid, k, lut, paths))
 
 
 @functools.cache
@@ -846,17 +795,16 @@ class _Sinks:
             stream.abort()
 
 
-def _predict_part(group: PredictGroup, chunks: Iterator[tuple[int, int, np.ndarray,
-                                                                 np.ndarray]],
-                  paths: OutputPaths, rows: tuple[int, int] | None, width: int, k: int,
-                  lut: np.ndarray | None, device: torch.device) -> PartFile:
+def _predict_part(group: PredictGroup, chunks: Iterator[SumChunk], paths: OutputPaths,
+                  rows: tuple[int, int] | None, width: int, k: int, lut: np.ndarray | None,
+                  background: bool) -> PartFile:
     """This rank's rows into its part file; raises (on every rank) if any rank failed."""
     assert rows is not None
     part = None
     error: BaseException | None = None
     try:
         part = PartFile(group.part_path(paths.classes), rows, width, _layer_count(paths, k))
-        _encode_all(chunks, part, k, lut, paths, device)
+        _encode_all(chunks, part, k, lut, paths, background)
         part.close()
     except Exception as exc:  # noqa: BLE001 - reported to every rank below
         error = exc

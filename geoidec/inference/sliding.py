@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,8 @@ WEIGHT_FLOOR = 1e-3
 """Smallest blending weight, so pixels seen by one window only near its border still count."""
 
 ReadFn = Callable[[Window], tuple[np.ndarray, np.ndarray]]
+BUFFERS = 3
+"""Batch buffers in rotation: one being read, one being predicted, one spare."""
 Batch = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -110,6 +113,10 @@ class SlidingWindowPredictor:
         self.device = torch.device(device)
         self.readers = max(1, int(readers))
         self._weights = torch.from_numpy(blend_weights(tile, overlap)).to(self.device)
+        self._ring: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._next = 0
+        self._slot_of: dict[int, int] = {}
+        self._events: dict[int, Any] = {}
 
     def windows(self, height: int, width: int,
                 rows: tuple[int, int] | None = None) -> list[Window]:
@@ -124,7 +131,12 @@ class SlidingWindowPredictor:
     def _read_batch(self, read: ReadFn, windows: list[Window],
                     pool: ThreadPoolExecutor | None = None) -> Batch:
         """Read and stack ``windows`` (runs in the prefetch thread; the windows are read by
-        ``pool``'s threads when given)."""
+        ``pool``'s threads when given). A reader with ``read_into`` (see
+        :class:`~geoidec.inference.reading.WindowReader`) fills a slot of a reused batch
+        buffer, pinned for a GPU, instead."""
+        into = getattr(read, "read_into", None)
+        if into is not None:
+            return self._read_into(into, int(read.channels), windows, pool)
         images, valids = [], []
         t = self.tile
         results = pool.map(read, windows) if pool is not None else map(read, windows)
@@ -143,6 +155,49 @@ class SlidingWindowPredictor:
         if self.device.type == "cuda":
             x, v = x.pin_memory(), v.pin_memory()
         return x, v
+
+    def _read_into(self, into: Callable[[Window, np.ndarray, np.ndarray], None],
+                   channels: int, windows: list[Window],
+                   pool: ThreadPoolExecutor | None) -> Batch:
+        """The next slot of the batch-buffer ring, filled with ``windows``. A slot is
+        reused :data:`BUFFERS` batches later, after the copy that read it has finished (a
+        CUDA event; on a CPU the batch was used synchronously)."""
+        slot = self._next % BUFFERS
+        self._next += 1
+        if len(self._ring) <= slot or tuple(self._ring[slot][0].shape[1:2]) != (channels,):
+            pin = self.device.type == "cuda"
+            shape = (self.batch_size, channels, self.tile, self.tile)
+            buffers = (torch.empty(shape, dtype=torch.float32, pin_memory=pin),
+                       torch.empty((self.batch_size, self.tile, self.tile), dtype=torch.bool,
+                                   pin_memory=pin))
+            if len(self._ring) <= slot:
+                self._ring.append(buffers)
+            else:
+                self._ring[slot] = buffers
+        event = self._events.pop(slot, None)
+        if event is not None:
+            event.synchronize()
+        x, v = (b[: len(windows)] for b in self._ring[slot])
+        xs, vs = x.numpy(), v.numpy()
+
+        def one(i: int) -> None:
+            into(windows[i], xs[i], vs[i])
+
+        if pool is not None:
+            list(pool.map(one, range(len(windows))))
+        else:
+            for i in range(len(windows)):
+                one(i)
+        self._slot_of[id(x)] = slot
+        return x, v
+
+    def _copied(self, x: torch.Tensor) -> None:
+        """Record that the host batch ``x`` has been queued for copying to the GPU."""
+        slot = self._slot_of.pop(id(x), None)
+        if slot is not None and self.device.type == "cuda":
+            event = torch.cuda.Event()
+            event.record()
+            self._events[slot] = event
 
     def run(
         self,
@@ -175,6 +230,23 @@ class SlidingWindowPredictor:
             this equals any other choice there, and padding never leaks in. The bands
             cover ``[0, height)`` exactly once, in order, each at most ``tile`` rows high.
         """
+        for row, acc, wsum, valid in self.run_sums(read, height, width, progress, rows):
+            yield row, (acc / wsum).cpu().numpy(), valid.cpu().numpy().copy()
+
+    def run_sums(
+        self,
+        read: ReadFn,
+        height: int,
+        width: int,
+        progress: Callable[[int, int], None] | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """:meth:`run` before the division: yields ``(row_start, acc (K, n, width),
+        wsum (n, width), valid (n, width))`` on the predictor's device, the weighted sums
+        of the windows' probabilities and the sums of their weights (``acc / wsum`` is
+        :meth:`run`'s ``probs``). The tensors are views of the accumulator, valid until
+        the next band is requested: use or copy them first. A consumer that needs only
+        the class and its probability divides one value per pixel instead of ``K``."""
         y0, y1 = (0, height) if rows is None else (max(0, rows[0]), min(height, rows[1]))
         windows = self.windows(height, width, None if rows is None else (y0, y1))
         total = len(windows)
@@ -187,26 +259,30 @@ class SlidingWindowPredictor:
         top = int(windows[0].row_off) if windows else y0
         batches = [windows[i : i + self.batch_size] for i in range(0, total, self.batch_size)]
 
-        def flush(stop: int) -> tuple[int, np.ndarray, np.ndarray] | None:
-            """Return finished rows [top, stop) within [y0, y1) and slide the band down to
-            ``stop``."""
-            nonlocal top
+        def finished(stop: int) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+            """Views of the finished rows [top, stop) within [y0, y1)."""
             n = stop - top
             a, b = min(max(y0 - top, 0), n), min(max(y1 - top, 0), n)
-            out = None
-            if a < b:
-                probs = (acc[:, a:b, :width] / wsum[a:b, :width]).cpu().numpy()
-                valid = vand[a:b, :width].cpu().numpy().copy()  # the band is reused below
-                out = (top + a, probs, valid)
-            # Slide the band: rows [n, t) move up, freed rows at the bottom reset.
-            acc[:, : t - n] = acc[:, n:].clone()
-            wsum[: t - n] = wsum[n:].clone()
-            vand[: t - n] = vand[n:].clone()
+            if a >= b:
+                return None
+            return top + a, acc[:, a:b, :width], wsum[a:b, :width], vand[a:b, :width]
+
+        def slide(stop: int) -> None:
+            """Slide the band down to ``stop``: rows [n, t) move up, freed rows reset."""
+            nonlocal top
+            n = stop - top
+            if n < t - n:  # source and destination overlap
+                acc[:, : t - n] = acc[:, n:].clone()
+                wsum[: t - n] = wsum[n:].clone()
+                vand[: t - n] = vand[n:].clone()
+            elif n < t:
+                acc[:, : t - n] = acc[:, n:]
+                wsum[: t - n] = wsum[n:]
+                vand[: t - n] = vand[n:]
             acc[:, t - n :] = 0.0
             wsum[t - n :] = 0.0
             vand[t - n :] = True
             top = stop
-            return out
 
         done = 0
         windows_pool = (ThreadPoolExecutor(max_workers=self.readers,
@@ -224,8 +300,10 @@ class SlidingWindowPredictor:
                     if b + 1 < len(batches):
                         pending = pool.submit(self._read_batch, read, batches[b + 1],
                                               windows_pool)
+                    host = x
                     x = x.to(self.device, non_blocking=True)
                     v = v.to(self.device, non_blocking=True)
+                    self._copied(host)
                     with torch.no_grad():
                         probs = self.predict(x)
                     if tuple(probs.shape) != (len(batch), k, t, t):
@@ -238,9 +316,11 @@ class SlidingWindowPredictor:
                         r0, c0 = int(window.row_off), int(window.col_off)
                         if r0 > top:
                             # Windows come row-major: nothing later touches rows above r0.
-                            band = flush(min(r0, height))
+                            stop = min(r0, height)
+                            band = finished(stop)
                             if band is not None:
                                 yield band
+                            slide(stop)
                         band_rows = slice(r0 - top, r0 - top + t)
                         cols = slice(c0, c0 + t)
                         acc[:, band_rows, cols].addcmul_(probs[i], self._weights)
@@ -250,9 +330,11 @@ class SlidingWindowPredictor:
                     if progress is not None:
                         progress(done, total)
                 while top < min(y1, height):
-                    band = flush(min(top + t, height))
+                    stop = min(top + t, height)
+                    band = finished(stop)
                     if band is not None:
                         yield band
+                    slide(stop)
             finally:
                 if pending is not None:
                     pending.cancel()

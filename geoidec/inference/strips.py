@@ -11,13 +11,12 @@ The result is the same as one run over the whole scene (up to float rounding): t
 use exactly the windows of the scene's own grid (:func:`~geoidec.data.tiling.grid_windows`
 of a strip starting on a window column of the scene gives that strip's windows of the scene
 grid), so only the columns covered by the windows of two neighbouring strips (the
-``overlap``-wide zone between them) need both strips. There the blended probabilities of the
-left strip and their blending-weight sums (computed from
-:func:`~geoidec.inference.sliding.blend_weights` and the window grid) are written to an
-anonymous temporary file while the left strip runs, and read back row by row when the right
-strip reaches the same rows::
+``overlap``-wide zone between them) need both strips. There the left strip's weighted
+probability sums and weight sums (:meth:`SlidingWindowPredictor.run_sums`) are written to an
+anonymous temporary file while the left strip runs, and added to the right strip's when it
+reaches the same rows::
 
-    p = (p_left * w_left + p_right * w_right) / (w_left + w_right)
+    acc = acc_left + acc_right        wsum = wsum_left + wsum_right        p = acc / wsum
 
 which is exactly the weighted average over all the windows covering the pixel. The carry
 file holds ``(K + 1) * overlap * height`` float32 values per strip border, on disk, not in
@@ -32,41 +31,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import torch
 from rasterio.windows import Window
 
 from geoidec.data.tiling import grid_windows
-from geoidec.inference.sliding import SlidingWindowPredictor, blend_weights
+from geoidec.inference.sliding import SlidingWindowPredictor
 
 __all__ = ["StripPredictor", "axis_offsets"]
 
 ReadFn = Callable[[Window], tuple[np.ndarray, np.ndarray]]
 Chunk = tuple[int, int, np.ndarray, np.ndarray]
+SumChunk = tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def axis_offsets(length: int, tile: int, stride: int) -> list[int]:
     """Window offsets along one axis of ``length`` px, as the predictor's grid has them."""
     return sorted({int(w.col_off) for w in grid_windows(min(length, tile), length, tile,
                                                         stride)})
-
-
-def weight_sum(rows: tuple[int, int], cols: tuple[int, int], row_offsets: list[int],
-               col_offsets: list[int], weights: np.ndarray) -> np.ndarray:
-    """Sum of the blending weights of the windows ``row_offsets x col_offsets`` over the
-    pixels ``[rows) x [cols)`` (float32, as the predictor accumulates them)."""
-    t = weights.shape[0]
-    (r0, r1), (c0, c1) = rows, cols
-    out = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
-    for wr in row_offsets:
-        ra, rb = max(r0, wr), min(r1, wr + t)
-        if ra >= rb:
-            continue
-        for wc in col_offsets:
-            ca, cb = max(c0, wc), min(c1, wc + t)
-            if ca >= cb:
-                continue
-            out[ra - r0 : rb - r0, ca - c0 : cb - c0] += weights[ra - wr : rb - wr,
-                                                                 ca - wc : cb - wc]
-    return out
 
 
 class _Carry:
@@ -91,6 +72,27 @@ class _Carry:
 
     def close(self) -> None:
         self._file.close()
+
+
+class _Shifted:
+    """``read`` with window columns offset by ``x0`` (a strip's windows in scene
+    coordinates), keeping the reader's ``read_into`` and ``channels`` when it has them."""
+
+    def __init__(self, read: ReadFn, x0: int) -> None:
+        self.read, self.x0 = read, x0
+        if hasattr(read, "read_into"):
+            self.read_into = self._read_into
+            self.channels = read.channels  # type: ignore[attr-defined]
+
+    def _scene(self, window: Window) -> Window:
+        return Window(int(window.col_off) + self.x0, int(window.row_off), int(window.width),
+                      int(window.height))
+
+    def __call__(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        return self.read(self._scene(window))
+
+    def _read_into(self, window: Window, out: np.ndarray, valid: np.ndarray) -> None:
+        self.read.read_into(self._scene(window), out, valid)  # type: ignore[attr-defined]
 
 
 class StripPredictor:
@@ -135,14 +137,23 @@ class StripPredictor:
         cover the scene (or its rows ``rows=(y0, y1)``, see
         :meth:`SlidingWindowPredictor.run`) exactly once: rows top to bottom within a strip,
         strips left to right."""
+        for row, col, acc, wsum, valid in self.run_sums(read, height, width, progress, rows):
+            yield row, col, (acc / wsum).cpu().numpy(), valid.cpu().numpy().copy()
+
+    def run_sums(self, read: ReadFn, height: int, width: int,
+                 progress: Callable[[int, int], None] | None = None,
+                 rows: tuple[int, int] | None = None) -> Iterator[SumChunk]:
+        """:meth:`run` before the division: ``(row, col, acc, wsum, valid)`` chunks as
+        :meth:`SlidingWindowPredictor.run_sums` yields them (views on the predictor's
+        device, valid until the next chunk is requested)."""
         groups = self.strips(width)
         pred = self.predictor
         if len(groups) == 1:
-            for row, probs, valid in pred.run(read, height, width, progress, rows=rows):
-                yield row, 0, probs, valid
+            for row, acc, wsum, valid in pred.run_sums(read, height, width, progress,
+                                                       rows=rows):
+                yield row, 0, acc, wsum, valid
             return
         t, k = pred.tile, pred.num_classes
-        weights = blend_weights(t, pred.overlap)
         row_offsets = axis_offsets(height, t, t - pred.overlap)
         if rows is not None:  # the window rows this share runs (progress totals)
             row_offsets = [r for r in row_offsets if r < rows[1] and r + t > rows[0]]
@@ -151,44 +162,33 @@ class StripPredictor:
         grand = sum(totals)
         carry: _Carry | None = None
         try:
-            for j, (group, (x0, x1)) in enumerate(zip(groups, bounds, strict=True)):
+            for j, (x0, x1) in enumerate(bounds):
                 last = j == len(groups) - 1
                 left = (x0, bounds[j - 1][1]) if j > 0 else None  # zone with strip j-1
                 right = None if last else (bounds[j + 1][0], x1)  # zone with strip j+1
-                emit_end = x1 if last else bounds[j + 1][0]
+                emit = (x1 if last else bounds[j + 1][0]) - x0
                 nxt = None if right is None else _Carry(k + 1, right[1] - right[0],
                                                          self.carry_dir)
                 done_before = sum(totals[:j])
-
-                def sub_read(window: Window, x0: int = x0) -> tuple[np.ndarray, np.ndarray]:
-                    return read(Window(int(window.col_off) + x0, int(window.row_off),
-                                       int(window.width), int(window.height)))
 
                 def sub_progress(done: int, total: int, base: int = done_before) -> None:
                     if progress is not None:
                         progress(base + done, grand)
 
                 try:
-                    for row, probs, valid in pred.run(sub_read, height, x1 - x0, sub_progress,
-                                                      rows=rows):
-                        n = probs.shape[1]
-                        span = (row, row + n)
+                    for row, acc, wsum, valid in pred.run_sums(
+                            _Shifted(read, x0), height, x1 - x0, sub_progress, rows=rows):
                         if right is not None and nxt is not None:
                             a, b = right[0] - x0, right[1] - x0
-                            ws = weight_sum(span, right, row_offsets, group, weights)
-                            block = np.concatenate([probs[:, :, a:b], ws[None]], axis=0)
-                            nxt.write(row, np.moveaxis(block, 0, 1))
-                        out = probs[:, :, : emit_end - x0]
+                            block = torch.cat([acc[:, :, a:b], wsum[None, :, a:b]])
+                            nxt.write(row, np.moveaxis(block.cpu().numpy(), 0, 1))
                         if left is not None and carry is not None:
                             zw = left[1] - left[0]
-                            prev = np.moveaxis(carry.read(row, n), 1, 0)  # (k + 1, n, zw)
-                            ws_prev = prev[k]
-                            ws_cur = weight_sum(span, left, row_offsets, group, weights)
-                            total = ws_prev + ws_cur
-                            out = out.copy()
-                            out[:, :, :zw] = (prev[:k] * ws_prev + out[:, :, :zw] * ws_cur
-                                              ) / total
-                        yield row, x0, out, valid[:, : emit_end - x0]
+                            prev = np.moveaxis(carry.read(row, acc.shape[1]), 1, 0)
+                            prev_t = torch.from_numpy(np.ascontiguousarray(prev)).to(acc.device)
+                            acc[:, :, :zw] += prev_t[:k]  # the band is discarded after use
+                            wsum[:, :zw] += prev_t[k]
+                        yield row, x0, acc[:, :, :emit], wsum[:, :emit], valid[:, :emit]
                 finally:
                     if carry is not None:
                         carry.close()
