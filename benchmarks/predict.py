@@ -1,6 +1,8 @@
-"""Whole-scene prediction: throughput vs the bare model forward; peak memory vs scene size.
+"""Whole-scene prediction: throughput vs the bare model forward; peak memory vs scene size;
+the pipeline's own ceiling with a null model.
 
-    python benchmarks/predict.py [--sizes 2000 8000 20000] [--workdir /tmp/geoidec-bench]
+    python benchmarks/predict.py [--sizes 2000 8000 20000] [--workdir /tmp/geoidec-bench] \
+        [--json out.json]
 
 Builds a tiny untrained model (DeepLabV3-MobileNetV3-small, ASPP 64, 6 classes, tile 512,
 overlap 128) saved with :func:`geoidec.engine.checkpoint.save_checkpoint`, so the real
@@ -18,8 +20,21 @@ threads), which other processes on a shared machine disturb much less than wall 
 Peak memory is the child's ``getrusage(RUSAGE_SELF).ru_maxrss``, read right after the
 pipeline (it includes Python, torch, the model and the warm-up batch).
 
+Every run writes the class map and the confidence layer (``--confidence``).
+
+The null model: the same ``predict_scene`` with the forward (model + softmax) replaced by a
+constant probability tensor on the device (smooth class fields, so the outputs compress
+like a real class map), run once with one thread everywhere (torch, readers, writer, GDAL)
+and once with every core: its windows per second are the pipeline's ceiling, what it could
+feed a model of infinite speed, and its CPU time per window with one thread is
+``cpu_ms_per_window_outside_forward`` (everything but the forward: reading, normalising,
+blending, output layers, encoding, overviews, COG conversion). ``--json PATH`` writes these
+per scene size with the table's figures.
+
 Goals: pipeline >= 0.85 x bare forward; peak RSS flat within 10% across sizes and under
-2 GiB at 20,000^2. A 20,000^2 run takes minutes on a CPU (about 2,700 windows of 512 px).
+2 GiB at 20,000^2; null-model ceiling with all cores >= 1.7 x one thread; at most 5 ms of CPU
+per window outside the forward. A 20,000^2 run takes minutes on a CPU (about 2,700 windows
+of 512 px).
 """
 
 from __future__ import annotations
@@ -101,6 +116,52 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def null_probabilities(batch: int, classes: int, tile: int, device: object) -> object:
+    """A constant (batch, classes, tile, tile) probability tensor with smooth class fields."""
+    import torch
+
+    yy, xx = torch.meshgrid(torch.arange(tile, dtype=torch.float32),
+                            torch.arange(tile, dtype=torch.float32), indexing="ij")
+    logits = torch.stack([4 * torch.sin(xx / (40 + 9 * c) + c) * torch.cos(yy / (55 + 7 * c) - c)
+                          for c in range(classes)])
+    probs = torch.softmax(logits, dim=0).expand(batch, -1, -1, -1).contiguous()
+    return probs.to(device)
+
+
+def null_child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, threads: int,
+               device_name: str = "cpu") -> dict:
+    """The pipeline with the forward replaced by a constant tensor, ``threads`` threads."""
+    import torch
+
+    import geoidec.inference.predict as predict_module
+    from geoidec.engine.checkpoint import load_checkpoint
+
+    torch.set_num_threads(threads)
+    device = torch.device(device_name)
+    ckpt = load_checkpoint(ckpt_path)
+    const = null_probabilities(batch_size, CLASSES, TILE, device)
+
+    def constant_fn(model: object, device: object, amp: bool = False) -> object:
+        return lambda x: const[: len(x)]
+
+    predict_module.probability_fn = constant_fn  # the null model: no forward at all
+    total = {"n": 0}
+
+    def progress(done: int, n: int) -> None:
+        total["n"] = n
+
+    # warm: first-call imports and allocations are not the pipeline's steady cost
+    predict_module.predict_scene(ckpt, scene, out, batch_size=batch_size, overwrite=True,
+                                 device=device, threads=threads, confidence=True)
+    start, cpu = time.perf_counter(), time.process_time()
+    predict_module.predict_scene(ckpt, scene, out, batch_size=batch_size, overwrite=True,
+                                 progress=progress, device=device, threads=threads,
+                                 confidence=True)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+    return {"windows": total["n"], "seconds": seconds, "win_per_s": total["n"] / seconds,
+            "cpu_ms_per_window": 1000 * cpu_seconds / total["n"], "threads": threads}
+
+
 def child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, repeats: int,
           device_name: str = "cpu") -> dict:
     """In one fresh process: bare forward, the whole pipeline, bare forward again."""
@@ -145,10 +206,11 @@ def child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, repeats: int
         total["n"] = n
 
     if cuda:  # CUDA loads kernels lazily for each new batch shape: time a warm pipeline
-        predict_scene(ckpt, scene, out, batch_size=batch_size, overwrite=True, device=device)
+        predict_scene(ckpt, scene, out, batch_size=batch_size, overwrite=True, device=device,
+                      confidence=True)
     start, cpu = time.perf_counter(), time.process_time()
     predict_scene(ckpt, scene, out, batch_size=batch_size, overwrite=True, progress=progress,
-                  device=device)
+                  device=device, confidence=True)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     rss = peak_rss_mb()
     after, cpu_after = forward()
@@ -168,6 +230,25 @@ def run_child(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def null_runs(args: argparse.Namespace, scene: Path, ckpt: Path, size: int) -> dict:
+    """The null-model pipeline with one thread and with every core (fresh processes)."""
+    runs = {}
+    for threads in (1, os.cpu_count() or 1):
+        runs[threads] = run_child(["--child", "--null-threads", str(threads), "--scene",
+                                   str(scene), "--ckpt", str(ckpt), "--batch-size",
+                                   str(args.batch_size), "--device", args.device,
+                                   "--out", str(args.workdir / f"null_{size}.tif")])
+    one, every = runs[1], runs[os.cpu_count() or 1]
+    print(f"#   null model {size:,}^2: {one['cpu_ms_per_window']:.1f} ms CPU per window outside "
+          f"the forward (goal <= 5); {one['win_per_s']:.1f} windows/s with 1 thread, "
+          f"{every['win_per_s']:.1f} with {every['threads']} "
+          f"({every['win_per_s'] / one['win_per_s']:.2f}x, goal >= 1.7)", flush=True)
+    return {"cpu_ms_per_window_outside_forward": one["cpu_ms_per_window"],
+            "null_model_windows_per_s_1_thread": one["win_per_s"],
+            "null_model_windows_per_s_all_threads": every["win_per_s"],
+            "null_model_threads": every["threads"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -179,12 +260,20 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (AMP on CUDA)")
     parser.add_argument("--backbone", default="mobilenet_v3_small")
     parser.add_argument("--aspp", type=int, default=ASPP)
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument("--no-null", action="store_true",
+                        help="skip the null-model ceiling runs")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--null-threads", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--scene", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--ckpt", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
+    if args.child and args.null_threads:
+        print(json.dumps(null_child(args.scene, args.ckpt, args.out, args.batch_size,
+                                    args.null_threads, args.device)))
+        return
     if args.child:
         print(json.dumps(child(args.scene, args.ckpt, args.out, args.batch_size,
                                args.forward_batches, args.device)))
@@ -203,6 +292,7 @@ def main() -> None:
           "| load avg |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     rss = []
+    results = []
     for size in args.sizes:
         start = time.perf_counter()
         scene = make_scene(args.workdir / f"scene_{size}.tif", size)
@@ -213,6 +303,7 @@ def main() -> None:
                          "--device", args.device,
                          "--out", str(args.workdir / f"classes_{size}.tif")])
         rss.append(res["peak_rss_mb"])
+        record = {"size": size, **res}
         fwd = res["forward_win_per_s"]
         cpu_ratio = res["forward_cpu_per_window"] / res["cpu_per_window"]
         print(f"| {size:,}^2 | {res['windows']} | {res['seconds']:.1f} | "
@@ -223,10 +314,17 @@ def main() -> None:
               flush=True)
         if made > 1:
             print(f"#   (scene generated in {made:.0f} s, not timed above)", flush=True)
+        if not args.no_null:
+            record.update(null_runs(args, scene, ckpt, size))
+        results.append(record)
     if len(rss) > 1:
         spread = (max(rss) - min(rss)) / min(rss)
         print(f"# peak RSS spread across sizes: {100 * spread:.1f}% "
               f"(goal <= 10%); largest {max(rss):.0f} MiB (goal < 2048)")
+    if args.json:
+        args.json.write_text(json.dumps({"device": args.device, "backbone": args.backbone,
+                                         "cpus": os.cpu_count(), "sizes": results}, indent=2))
+        print(f"# wrote {args.json}")
     print("# ratio = pipeline windows/s / bare forward windows/s (goal >= 0.85); CPU ratio = "
           "forward CPU s per window / pipeline CPU s per window (all threads of the process; "
           "less sensitive to other load on a shared machine)")
