@@ -25,6 +25,14 @@ def _bn(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+def _conv(model: nn.Module) -> nn.Conv2d:
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1)
+
+
+def _layout(t: torch.Tensor) -> str:
+    return "nhwc" if t.is_contiguous(memory_format=torch.channels_last) else "nchw"
+
+
 class Spy(IDEC):
     """IDEC that records the modes it sees and keeps the old model it was given."""
 
@@ -38,6 +46,8 @@ class Spy(IDEC):
                 "new_training": batch.model.training,
                 "new_bn_training": {m.training for m in _bn(batch.model)},
                 "old_training": {m.training for m in batch.old_model.modules()},
+                "layouts": {_layout(t) for t in (batch.image, _conv(batch.model).weight,
+                                                 _conv(batch.old_model).weight)},
             })
             if not Spy.old_models:
                 Spy.old_models.append(batch.old_model)
@@ -114,3 +124,18 @@ def test_step0_trains_batchnorm_even_under_freeze_bn(
     assert result.exit_code == 0, (result.output, result.exception)
     assert modes[:3] == [{True}] * 3  # step 0
     assert modes[3:] == [{False}] * 3  # step 1
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_training_layout_follows_the_setting(
+    fake_potsdam: Path, tmp_path: Path, spy: type[Spy], channels_last: bool
+) -> None:
+    """``train.channels_last`` (default true): the batch, the new and the old model are in
+    the channels-last layout inside ``training_step``; false keeps the standard layout.
+    Checkpoints are saved in the standard layout either way."""
+    out = tmp_path / "run"
+    _train(fake_potsdam, out, "--set", f"train.channels_last={str(channels_last).lower()}")
+    assert spy.seen and {s2 for s in spy.seen for s2 in s["layouts"]} == {
+        "nhwc" if channels_last else "nchw"}
+    state = torch.load(out / "checkpoints" / "step_1.pt", weights_only=False)["state_dict"]
+    assert all(t.is_contiguous() for t in state.values())

@@ -74,7 +74,7 @@ def save_checkpoint(path: Path, model: SegmentationModel, meta: dict[str, Any]) 
     The checkpoint is serialised in memory and written with Python's file API, so a full disk
     is an ``OSError`` (one line) rather than an error of torch's C++ writer.
     """
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
         "geoidec_version": __version__,

@@ -54,6 +54,13 @@ class StepModule(L.LightningModule):
             old_model.requires_grad_(False)
         if plan.incremental and getattr(method.config, "freeze_backbone", False):
             model.backbone.requires_grad_(False)
+        self.channels_last = bool(train.channels_last)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+            if old_model is not None:
+                old_model.to(memory_format=torch.channels_last)
+        if train.compile:
+            model.compile()
         self.register_buffer("mean", torch.tensor(normalization.mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(normalization.std).view(1, -1, 1, 1))
 
@@ -91,6 +98,8 @@ class StepModule(L.LightningModule):
         with torch.no_grad():
             image01, target = self.augmentation(image01, target)
         x = (image01 - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         out = self.model(x)
         old_out = None
         if self.old_model is not None and self.method.needs_old_model:

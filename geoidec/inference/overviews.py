@@ -10,14 +10,17 @@ overview files ``X.ovr``, ``X.ovr.ovr``, ... beside the temporary raster ``X``: 
 the first as ``X``'s first overview and each next as the overview of the one before, and the
 COG driver (``OVERVIEWS=AUTO``) copies existing overviews instead of computing its own.
 
-The levels are GDAL's ``AUTO`` levels (halve, rounding up, until the raster fits in one
-block); the resampling follows GDAL's definitions with nodata left out:
+The levels are GDAL's ``AUTO`` levels (halve, rounding down, until the raster fits in one
+block: a 701 x 1,101 raster gets 350 x 550, 175 x 275 and 87 x 137); the resampling follows
+GDAL's definitions with nodata left out:
 
 - ``mode``: the most frequent valid value of each 2 x 2 cell (ties: the first of the tied
   values in row-major order within the cell); nodata when the cell has no valid pixel;
 - ``average``: the mean of the valid values, rounded half up; nodata when none is valid.
 
-Cells beyond an odd edge count as nodata.
+The last row (column) of a level with an odd number of rows (columns) is left out of the
+next level, where GDAL folds it into the last cell: overviews are for display, and this
+changes at most their last row and column.
 """
 
 from __future__ import annotations
@@ -36,21 +39,24 @@ BAND_ROWS = 256
 
 def overview_sizes(height: int, width: int, block: int) -> list[tuple[int, int]]:
     """``(height, width)`` of each overview level GDAL's COG driver makes with
-    ``OVERVIEWS=AUTO``: halve (rounding up) while the previous level exceeds ``block``."""
+    ``OVERVIEWS=AUTO``: halve (rounding down, at least 1) while the previous level exceeds
+    ``block``."""
     sizes = []
     while max(height, width) > block:
-        height, width = -(-height // 2), -(-width // 2)
+        height, width = max(1, height // 2), max(1, width // 2)
         sizes.append((height, width))
     return sizes
 
 
 def _cells(data: np.ndarray, nodata: int) -> tuple[np.ndarray, ...]:
-    """The four pixels of each 2 x 2 cell of ``data`` (n, w), padded with ``nodata``."""
+    """The four pixels of each 2 x 2 cell of ``data`` (n, w): an odd last row or column is
+    left out, a single row or column is paired with ``nodata``."""
     n, w = data.shape
-    if n % 2 or w % 2:
-        padded = np.full((n + n % 2, w + w % 2), nodata, dtype=data.dtype)
+    if n == 1 or w == 1:
+        padded = np.full((max(n, 2), max(w, 2)), nodata, dtype=data.dtype)
         padded[:n, :w] = data
-        data = padded
+        data, n, w = padded, max(n, 2), max(w, 2)
+    data = data[: n - n % 2, : w - w % 2]
     return data[0::2, 0::2], data[0::2, 1::2], data[1::2, 0::2], data[1::2, 1::2]
 
 
