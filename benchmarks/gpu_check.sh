@@ -7,7 +7,9 @@
 # tests: the suite with a GPU visible (code that picks CUDA automatically runs on it)
 # train: sample -> 4-1 finetune + idec on CUDA (AMP), a one-process torchrun launch,
 #        evaluate, predict on CUDA vs CPU (agreement of the two class maps)
-# bench: benchmarks/step_cost.py and benchmarks/predict.py on CUDA
+# bench: benchmarks/step_cost.py, benchmarks/predict.py (MobileNet and ResNet-101, with
+#        the null-model ceiling, JSON in OUTDIR) and benchmarks/train_throughput.py (paper
+#        preset) on CUDA: the figures issue 15 asks for (docs/performance.md)
 # shared: one scene predicted by 2 torchrun processes on the GPU vs one process
 set -uo pipefail
 OUT=${1:?usage: gpu_check.sh OUTDIR [tests|train|bench|all]}
@@ -76,7 +78,12 @@ if [[ $WHAT == bench || $WHAT == all ]]; then
         --tile 512 --batch-size 12
     stamp "predict benchmark on cuda"
     $PY benchmarks/predict.py --device cuda --sizes 2000 8000 --workdir "$W/bench" \
-        --batch-size 32
+        --batch-size 32 --json "$OUT/predict_mobilenet.json"
+    $PY benchmarks/predict.py --device cuda --sizes 8000 --workdir "$W/bench" \
+        --batch-size 16 --backbone resnet101 --aspp 256 --json "$OUT/predict_resnet101.json"
+    stamp "training throughput on cuda (paper preset)"
+    $PY benchmarks/train_throughput.py --device cuda --batch-size 12 --iterations 40 \
+        --workdir "$W/train" --json "$OUT/train_throughput.json"
 fi
 if [[ $WHAT == shared || $WHAT == all ]]; then
     G="$PY -m geoidec.cli.main"

@@ -41,7 +41,7 @@ from geoidec.data.synthetic import generate_isprs_sample
 from geoidec.data.transforms import TrainAugmentation
 from geoidec.engine.module import StepModule
 from geoidec.engine.run import IncrementalRun, _iterations
-from geoidec.engine.trainer import build_trainer, fit_step
+from geoidec.engine.trainer import build_trainer, fit_step, quiet_lightning
 from geoidec.tasks import TaskSchedule
 
 
@@ -168,6 +168,7 @@ def main() -> None:
         module = StepModule(model, run.method, plan, run.normalization, augment, cfg.train,
                             iterations)
         clock = IterationClock()
+        quiet_lightning()
         trainer = build_trainer(cfg, run.launch, device, Path(tmp), 0, iterations,
                                 [clock.callback])
         fit_step(trainer, module, loader, 0, iterations)
@@ -198,7 +199,7 @@ def main() -> None:
           "chips/s) |")
     print(f"| geoidec train steps/s (end to end) | {e2e:.3f} |")
     print(f"| end to end / forward+backward | **{e2e / fb_rate:.2f}** (goal >= 0.9) |")
-    print(f"| loader workers the model needs | {result['workers_needed']:.2f} |")
+    print(f"| loader workers the model needs | {result['workers_needed']:.2g} |")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
         print(f"# wrote {args.json}")
