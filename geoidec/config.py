@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import yaml
 
@@ -401,7 +401,7 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
         tp = hints[key]
         where = f"{prefix}.{key}" if prefix else key
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(tp, value or {}, where)
+            kwargs[key] = _build(cast(type, tp), value or {}, where)
         else:
             kwargs[key] = _coerce(value, tp, where)
     return cls(**kwargs)

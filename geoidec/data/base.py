@@ -64,8 +64,10 @@ def parse_color(value: str | Sequence[int], where: str) -> tuple[int, int, int]:
 class LabelDecoder(Protocol):
     """Turns the raw label bands of a window into class indices (0 background, 255 ignore)."""
 
-    #: Number of label bands read (1 for value rasters, 3 for RGB colour labels).
-    bands: int
+    @property
+    def bands(self) -> int:
+        """Number of label bands read (1 for value rasters, 3 for RGB colour labels)."""
+        ...
 
     def __call__(self, raw: np.ndarray) -> np.ndarray:
         """``raw`` (bands, h, w) -> uint8 (h, w)."""

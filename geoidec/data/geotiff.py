@@ -193,6 +193,7 @@ def load_geotiff_dataset(path: str | Path) -> DatasetSpec:
     }
     rgb = doc.get("rgb_bands")
     n_bands = len(bands) if bands else None
+    rgb_bands: tuple[int, ...] | None
     if rgb is None:
         rgb_bands = (0, 1, 2) if n_bands is None or n_bands >= 3 else None
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from typing import cast
 
 import numpy as np
 import torch
@@ -25,7 +26,8 @@ def model_reader(
 
     def read(window: Window) -> tuple[np.ndarray, np.ndarray]:
         image, valid = reader.read_image(window)
-        x = normalization.standardize(normalization.to_unit(image))
+        # numpy in, numpy out
+        x = cast(np.ndarray, normalization.standardize(normalization.to_unit(image)))
         x[:, ~valid] = 0.0
         return x.astype(np.float32, copy=False), valid
 

@@ -48,7 +48,7 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
     plans = {p.step: p for p in method.plan(schedule)}
     steps = [step] if step is not None else sorted(plans)
     dev = resolve_device(device)
-    report = {"steps": []}
+    report: dict[str, Any] = {"steps": []}
     for t in steps:
         if t not in plans:
             raise DataError(f"step {t} is not part of this run (steps {sorted(plans)})")

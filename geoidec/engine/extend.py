@@ -402,7 +402,7 @@ class ExtendRun(IncrementalRun):
         self.echo(f"step {plan.step}: evaluating on " + (", ".join(
             f"{d.name} ({split})" for d, split in own + others) or "nothing (no test split "
             "and no --eval-on)"))
-        records = []
+        records: list[Any] = []  # evaluate_by_name() results, then their records
         for targets in (own, others):
             records.append(evaluate_by_name(evaluate, names, targets, normalization,
                                             self.echo))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import lightning as L
 import torch
 from torch import nn
@@ -67,7 +69,7 @@ class StepModule(L.LightningModule):
     @property
     def old_model(self) -> SegmentationModel | None:
         """The frozen previous-step model (None at step 0)."""
-        return self._old_model  # type: ignore[no-any-return]
+        return cast("SegmentationModel | None", self._old_model)
 
     def train(self, mode: bool = True) -> StepModule:
         """``mode`` for the new model, except its BatchNorm layers under ``freeze_bn``."""

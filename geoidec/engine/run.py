@@ -625,6 +625,7 @@ def train_run(
     state = resume_state(resume, overwrite)
     if state is not None:
         state.check(dataset, schedule, config)
+        assert resume is not None  # resume_state() returns None without --resume
         out = Path(resume)
         label = label or (state.report or {}).get("label")
     # check every setting and read every input before touching the run folder (an

@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 from xml.etree import ElementTree as ET
 
 import rasterio
@@ -39,7 +40,7 @@ from geoidec.inference.checks import log
 from geoidec.inference.distributed import PredictGroup
 from geoidec.inference.predict import Prediction, output_paths, predict_scene
 from geoidec.inference.rat import rat_element, write_xml
-from geoidec.inference.writers import names_by_value, pixel_values, write_qml
+from geoidec.inference.writers import Color, names_by_value, pixel_values, write_qml
 
 __all__ = [
     "RASTER_SUFFIXES",
@@ -320,6 +321,6 @@ def write_mosaic_vrt(
         ET.SubElement(source, "NODATA").text = str(nodata)
     ET.indent(root)
     write_xml(out, root)
-    write_qml(out.with_suffix(".qml"), class_names, [tuple(c[:3]) for c in colors], nodata,
-              codes)
+    write_qml(out.with_suffix(".qml"), class_names,
+              cast("list[Color]", [tuple(c[:3]) for c in colors]), nodata, codes)
     return out

@@ -69,7 +69,7 @@ def training_dtype(meta: dict[str, Any], normalization: Normalization) -> str | 
     return None
 
 
-def pixel_size_m(crs: Any, res: Sequence[float]) -> float | None:
+def pixel_size_m(crs: Any, res: Sequence[float] | None) -> float | None:
     """Geometric-mean pixel size in metres, or ``None`` when the CRS units are unknown."""
     if crs is None or not res:
         return None
@@ -159,11 +159,11 @@ def check_result(
     if total_pixels and nodata_pixels / total_pixels > NODATA_FRACTION:
         _warn(messages, f"{name}: {100 * nodata_pixels / total_pixels:.1f}% of the input is "
                         "nodata; is the nodata value, alpha band or mask right?")
-    counts = np.asarray(counts[: len(class_names)], dtype=np.int64)
-    valid = int(counts.sum())
-    if valid and counts.max() / valid > ONE_CLASS_FRACTION:
-        top = int(counts.argmax())
-        _warn(messages, f"{name}: {100 * counts[top] / valid:.1f}% of the map is one class "
+    hist = np.asarray(counts[: len(class_names)], dtype=np.int64)
+    valid = int(hist.sum())
+    if valid and hist.max() / valid > ONE_CLASS_FRACTION:
+        top = int(hist.argmax())
+        _warn(messages, f"{name}: {100 * hist[top] / valid:.1f}% of the map is one class "
                         f"({class_names[top]}); check the input bands, scaling and "
                         "resolution")
     return messages

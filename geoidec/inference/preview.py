@@ -19,10 +19,14 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from geoidec.constants import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from matplotlib.typing import ColorType
 
 __all__ = ["PreviewSampler", "write_preview"]
 
@@ -137,7 +141,8 @@ def write_preview(
         ax.set_title(label)
         ax.set_xticks([])
         ax.set_yticks([])
-    handles = [Patch(facecolor=np.asarray(c[:3]) / 255.0, edgecolor="black", label=str(n))
+    handles = [Patch(facecolor=cast("ColorType", np.asarray(c[:3]) / 255.0), edgecolor="black",
+                     label=str(n))
                for n, c in zip(class_names, colors, strict=True)]
     fig.legend(handles=handles, loc="lower center", ncol=min(4, len(handles)), frameon=False)
     if title:

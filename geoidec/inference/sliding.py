@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -32,6 +32,17 @@ WEIGHT_FLOOR = 1e-3
 """Smallest blending weight, so pixels seen by one window only near its border still count."""
 
 ReadFn = Callable[[Window], tuple[np.ndarray, np.ndarray]]
+
+
+class _BufferReader(Protocol):
+    """A ``read`` that can also fill a batch buffer in place (see
+    :class:`~geoidec.inference.reading.WindowReader`)."""
+
+    channels: int
+
+    def read_into(self, window: Window, out: np.ndarray, valid: np.ndarray) -> None: ...
+
+
 BUFFERS = 3
 """Batch buffers in rotation: one being read, one being predicted, one spare."""
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -136,7 +147,8 @@ class SlidingWindowPredictor:
         buffer, pinned for a GPU, instead."""
         into = getattr(read, "read_into", None)
         if into is not None:
-            return self._read_into(into, int(read.channels), windows, pool)
+            channels = cast(_BufferReader, read).channels
+            return self._read_into(into, int(channels), windows, pool)
         images, valids = [], []
         t = self.tile
         results = pool.map(read, windows) if pool is not None else map(read, windows)

@@ -147,7 +147,7 @@ class _Polygonizer:
                 next_runs.setdefault(value, []).extend(
                     (x0, x1, gid) for x0, x1 in _runs_on_line(polygon, bottom))
         # Groups still reaching the bottom line stay open; every other group is complete.
-        alive = set()
+        alive: set[int] = set()
         for value, runs in next_runs.items():
             runs = [(x0, x1, self._find(g)) for x0, x1, g in runs]
             runs.sort()

@@ -28,7 +28,7 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from xml.etree import ElementTree as ET
 
 import numpy as np
@@ -516,7 +516,8 @@ class ClassRasterStream(RasterStream):
     ) -> None:
         _check_classes(class_names, colors, nodata, codes)
         self.class_names = [str(n) for n in class_names]
-        self.colors = [tuple(int(c) for c in color[:3]) for color in colors]
+        self.colors = cast("list[Color]",
+                           [tuple(int(c) for c in color[:3]) for color in colors])
         self.codes = None if codes is None else [int(c) for c in codes]
         #: Pixel value of each class (its code, else its index).
         self.values = pixel_values(len(self.class_names), self.codes)
