@@ -167,7 +167,7 @@ class Model:
         xarray DataArray (``rioxarray``'s ``open_rasterio``) gives a DataArray with the
         input's coordinates, CRS and transform, and the nodata code as its nodata; its
         nodata value, when it has one, marks invalid input pixels."""
-        from geoidec.inference.predict import code_table
+        from geoidec.inference.layers import code_table
 
         values, nodata = _unwrap(image, nodata)
         probs, valid = self._probabilities(values, nodata, batch_size)

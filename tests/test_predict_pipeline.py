@@ -25,8 +25,9 @@ from geoidec.data.base import Scene, SceneReader
 from geoidec.data.normalization import Normalization
 from geoidec.engine.checkpoint import load_checkpoint, save_checkpoint
 from geoidec.engine.evaluate import probability_fn
+from geoidec.inference.layers import argmax_classes
 from geoidec.inference.overviews import downsample, overview_chain, overview_sizes
-from geoidec.inference.predict import argmax_classes, predict_scene
+from geoidec.inference.predict import predict_scene
 from geoidec.inference.reading import ThreadReaders, WindowReader, lookup_table
 from geoidec.inference.sliding import SlidingWindowPredictor
 from geoidec.models import build_model

@@ -245,7 +245,9 @@ def test_layers_in_torch_match_numpy() -> None:
     """The GPU path of the output layers (torch) gives numpy's values: class map (first
     maximum on ties), confidence and probabilities (round half to even), change and the
     other map's classes (counted for the transition table), nodata."""
-    from geoidec.inference.predict import _layers, _layers_on, output_paths
+    from geoidec.inference.layers import output_layers as _layers
+    from geoidec.inference.layers import output_layers_on as _layers_on
+    from geoidec.inference.outputs import output_paths
 
     rng = np.random.default_rng(0)
     probs = rng.random((7, 9, 11)).astype(np.float32)  # 4 new + 3 old classes
@@ -264,7 +266,7 @@ def test_layers_in_torch_match_numpy() -> None:
 
 
 def test_background_writer_keeps_order_and_raises_errors() -> None:
-    from geoidec.inference.predict import _Background
+    from geoidec.inference.sinks import Background as _Background
 
     seen: list[int] = []
     with _Background(seen.append, depth=2) as background:

@@ -39,11 +39,8 @@ import functools
 import math
 import os
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -62,15 +59,20 @@ from geoidec.inference.checks import check_input, check_result, log, sample_valu
 from geoidec.inference.distributed import (
     PartFile,
     PredictGroup,
-    merge_preview_rows,
-    read_part,
+)
+from geoidec.inference.outputs import (
+    CHANGE_CLASSES,
+    CHANGE_COLORS,
+    OutputPaths,
+    Prediction,
+    output_paths,
 )
 from geoidec.inference.preview import PreviewSampler, write_preview
 from geoidec.inference.reading import ThreadReaders, WindowReader
+from geoidec.inference.sinks import Sinks, encode_all, merge_and_complete, predict_part
 from geoidec.inference.sliding import SlidingWindowPredictor
-from geoidec.inference.strips import StripPredictor, SumChunk
+from geoidec.inference.strips import StripPredictor
 from geoidec.inference.vectors import polygonize_class_raster
-from geoidec.inference.writers import ClassRasterStream, RasterStream
 
 __all__ = [
     "CHANGE_CLASSES",
@@ -83,9 +85,6 @@ __all__ = [
     "select_bands",
 ]
 
-CHANGE_CLASSES = ("unchanged", "changed")
-CHANGE_COLORS = ((220, 220, 220), (215, 25, 28))
-PNG_SUFFIXES = (".png", ".jpg", ".jpeg")
 STRIP_WIDTH = 2048
 """Widest strip predicted at a time (px): memory is that of a scene this wide."""
 GDAL_CACHE_MB = 32
@@ -95,99 +94,9 @@ TILE_MULTIPLE = 32
 """A single window for a small scene is rounded up to this multiple (the output stride)."""
 READERS_MAX = 6
 """Most threads reading windows for a GPU."""
-TRIM_EVERY = 8
-"""Row bands written between two returns of freed heap memory to the system."""
-
-CONTINUOUS: dict[str, Any] = {"predictor": True, "level": 4}
-"""COG encoding of the confidence and probability layers: horizontal differencing and
-DEFLATE level 4 (8,000^2 benchmark confidence: 14.2 MB in 1.2 s of CPU against 18.6 MB in
-2.0 s at level 6 without the predictor)."""
-
 ProgressFn = Callable[[int, int], None]
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-@dataclass(frozen=True)
-class OutputPaths:
-    """Where each output of one prediction goes (``None``: not requested)."""
-
-    classes: Path
-    fmt: str = "COG"
-    confidence: Path | None = None
-    probabilities: Path | None = None
-    change: Path | None = None
-    vectors: Path | None = None
-    preview: Path | None = None
-
-    def requested(self) -> list[Path]:
-        """The class map and every requested extra file."""
-        extras = (self.confidence, self.probabilities, self.change, self.vectors, self.preview)
-        return [self.classes, *(p for p in extras if p is not None)]
-
-    def sidecars(self) -> list[Path]:
-        """Files written beside a COG class map (QGIS style, raster attribute table)."""
-        if self.fmt != "COG":
-            return []
-        return [self.classes.with_suffix(".qml"),
-                self.classes.with_name(self.classes.name + ".aux.xml")]
-
-
-def output_paths(
-    out: Path,
-    *,
-    confidence: bool = False,
-    probabilities: bool = False,
-    change: bool = False,
-    vectors: Path | None = None,
-    preview: bool = False,
-) -> OutputPaths:
-    """Paths of a prediction's outputs: ``OUT_confidence.tif`` etc. beside ``out``.
-
-    An ``out`` ending in ``.png`` (or ``.jpg``/``.jpeg``, replaced by ``.png``) gives a
-    palette PNG class map; anything else a COG.
-    """
-    out = Path(out)
-    fmt = "PNG" if out.suffix.lower() in PNG_SUFFIXES else "COG"
-    if fmt == "PNG":
-        out = out.with_suffix(".png")
-    base = out.with_suffix("")
-
-    def extra(tag: str, suffix: str = ".tif") -> Path:
-        return base.with_name(f"{base.name}_{tag}{suffix}")
-
-    return OutputPaths(
-        classes=out,
-        fmt=fmt,
-        confidence=extra("confidence") if confidence else None,
-        probabilities=extra("probabilities") if probabilities else None,
-        change=extra("change") if change else None,
-        vectors=Path(vectors) if vectors is not None else None,
-        preview=extra("preview", ".png") if preview else None,
-    )
-
-
-@dataclass
-class Prediction:
-    """What a prediction wrote and found."""
-
-    paths: OutputPaths
-    height: int
-    width: int
-    #: Pixels per class (model order); nodata not included.
-    counts: list[int]
-    nodata_pixels: int
-    #: Polygons written to the GeoPackage (0 when not requested).
-    polygons: int = 0
-    #: Guard-rail warnings (also logged).
-    warnings: list[str] = field(default_factory=list)
-    #: With ``change_from``: pixels per (other checkpoint's class, this one's class), shape
-    #: (K_old, K), rows and columns in each model's order; nodata not included.
-    transitions: np.ndarray | None = None
-
-    @property
-    def classes(self) -> Path:
-        return self.paths.classes
 
 
 def resolve_tiling(
@@ -477,14 +386,14 @@ def predict_scene(
                       "geoidec_step": str(checkpoint.meta.get("step", "")),
                       "geoidec_input": name}
         main = group is None or group.is_main
-        sinks: _Sinks | None = None
+        sinks: Sinks | None = None
         part: PartFile | None = None
         handles: ThreadReaders | None = None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 if main:
-                    sinks = _Sinks(paths, names, colors, k, change_from, provenance, geo,
+                    sinks = Sinks(paths, names, colors, k, change_from, provenance, geo,
                                    sampler, codes=codes, nodata=nodata)
                 handles = ThreadReaders(reader.scene)
                 read = WindowReader(handles, normalizations, sampler)
@@ -512,12 +421,12 @@ def predict_scene(
 
                 if group is None:
                     assert sinks is not None
-                    _encode_all(chunks, sinks, k, lut, paths, background)
+                    encode_all(chunks, sinks, k, lut, paths, background)
                     polygons = complete()
                 else:
-                    part = _predict_part(group, chunks, paths, rows, width, k, lut,
+                    part = predict_part(group, chunks, paths, rows, width, k, lut,
                                          background)
-                    polygons = _merge_and_complete(group, sinks, paths.classes, height,
+                    polygons = merge_and_complete(group, sinks, paths.classes, height,
                                                    sampler, complete)
         except BaseException:
             if sinks is not None:
@@ -557,309 +466,3 @@ def min_area_pixels(min_area: str | None, transform: Any) -> int:
     return math.ceil(value / pixel - 1e-9)
 
 
-def _layers(acc: torch.Tensor, wsum: torch.Tensor, valid: torch.Tensor, k: int,
-            lut: np.ndarray | None, paths: OutputPaths) -> np.ndarray:
-    """The uint8 output layers of one chunk of blended sums (``acc`` (K [+ K_old], n, w),
-    ``wsum`` (n, w), see :meth:`StripPredictor.run_sums`): the class map, then the
-    confidence, the k probability bands and the change map when requested (255 where
-    ``valid`` is False). Only the requested divisions by ``wsum`` are made (the class is the
-    largest sum). On a GPU the arithmetic runs there and only uint8 layers come back."""
-    if acc.device.type != "cpu":
-        return _layers_on(acc, wsum, valid, k, lut, paths)
-    sums, weights = acc.numpy(), wsum.numpy()
-    ours = sums[:k]
-    top, labels = argmax_classes(ours)
-    layers = [labels[None]]
-    if paths.confidence is not None:
-        layers.append(percent(np.divide(top, weights, out=top))[None])
-    if paths.probabilities is not None:
-        layers.append(percent(ours / weights))
-    if paths.change is not None and lut is not None:
-        theirs = argmax_classes(sums[k:])[1]
-        layers.append((lut[theirs] != labels).astype(np.uint8)[None])
-        layers.append(theirs[None])  # the other map's classes, counted, not written
-    out = np.concatenate(layers) if len(layers) > 1 else layers[0]
-    out[:, ~valid.numpy()] = IGNORE_INDEX
-    return out
-
-
-def argmax_classes(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(probs.max(axis=0), probs.argmax(axis=0) as uint8)`` of ``probs`` (K, ...), the
-    first class winning ties as in numpy, in a few branch-free elementwise passes per
-    class. numpy's and torch's reductions over a leading axis stride through memory, and
-    masked assignment branches on every pixel: 22 ms for 6 x 384 x 2,048 values with
-    ``argmax``, 29 ms with masks, 1.7 ms here (one CPU thread)."""
-    top = probs[0].copy()
-    labels = np.zeros(top.shape, dtype=np.uint8)
-    better = np.empty(top.shape, dtype=bool)
-    diff = np.empty(top.shape, dtype=np.uint8)
-    for c in range(1, len(probs)):
-        np.greater(probs[c], top, out=better)
-        np.maximum(top, probs[c], out=top)
-        # labels = c where better: labels ^= (labels ^ c) * better
-        np.bitwise_xor(labels, np.uint8(c), out=diff)
-        np.multiply(diff, better.view(np.uint8), out=diff)
-        np.bitwise_xor(labels, diff, out=labels)
-    return top, labels
-
-
-def percent(values: np.ndarray) -> np.ndarray:
-    """Probabilities 0..1 as uint8 percentages, rounded half to even like ``np.rint``."""
-    out = np.multiply(values, 100.0, dtype=np.float32)
-    np.rint(out, out=out)
-    return out.astype(np.uint8)
-
-
-def _layers_on(acc: torch.Tensor, wsum: torch.Tensor, valid: torch.Tensor, k: int,
-               lut: np.ndarray | None, paths: OutputPaths) -> np.ndarray:
-    """:func:`_layers` computed with torch on the sums' device (same values)."""
-    ours = acc[:k]
-    top, labels = ours.max(dim=0)
-    labels = labels.to(torch.uint8)
-    layers = [labels[None]]
-    if paths.confidence is not None:
-        layers.append(torch.round(top / wsum * 100.0).to(torch.uint8)[None])
-    if paths.probabilities is not None:
-        layers.append(torch.round(ours / wsum * 100.0).to(torch.uint8))
-    if paths.change is not None and lut is not None:
-        theirs = acc[k:].argmax(dim=0).to(torch.uint8)
-        layers.append((torch.from_numpy(lut).to(acc.device)[theirs.long()] != labels)
-                      .to(torch.uint8)[None])
-        layers.append(theirs[None])
-    out = torch.cat(layers) if len(layers) > 1 else layers[0]
-    out[:, ~valid] = IGNORE_INDEX
-    return out.cpu().numpy()
-
-
-class _Background:
-    """Run ``fn(*args)`` calls in order in one background thread, at most ``depth`` queued:
-    the outputs of a row band are encoded (class map, DEFLATE blocks) while the model
-    predicts the next. An error in ``fn`` is raised in the caller at the next
-    :meth:`submit` or on exit; on exit the thread has finished (nothing writes after).
-    ``depth=0`` runs each call at once in the caller's thread."""
-
-    def __init__(self, fn: Callable[..., None], depth: int = 2) -> None:
-        self.fn, self.depth = fn, depth
-        self._pool = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="geoidec-write")
-                      if depth > 0 else None)
-        self._pending: deque[Future[None]] = deque()
-
-    def submit(self, *args: object) -> None:
-        if self._pool is None:
-            self.fn(*args)
-            return
-        while len(self._pending) >= self.depth:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self.fn, *args))
-
-    def __enter__(self) -> _Background:
-        return self
-
-    def __exit__(self, kind: object, exc: object, tb: object) -> None:
-        try:
-            if kind is None:
-                while self._pending:
-                    self._pending.popleft().result()
-        finally:
-            for future in self._pending:
-                future.cancel()
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _encode_all(chunks: Iterator[SumChunk], sink: _Sinks | PartFile, k: int,
-                lut: np.ndarray | None, paths: OutputPaths, background: bool) -> None:
-    """Turn every chunk of blended sums into output layers (in this thread: the chunks are
-    views of the accumulator) and write them to ``sink``, in a background thread while the
-    next chunk is predicted when ``background``."""
-
-    written = [0]
-
-    def write(row: int, col: int, layers: np.ndarray) -> None:
-        sink.write(row, col, layers)
-        written[0] += 1
-        if written[0] % TRIM_EVERY == 0:
-            release_freed_memory()
-
-    with _Background(write, depth=2 if background else 0) as writer:
-        for row, col, acc, wsum, valid in chunks:
-            writer.submit(row, col, _layers(acc, wsum, valid, k, lut, paths))
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    """glibc's ``malloc_trim`` (None elsewhere)."""
-    import ctypes
-    import ctypes.util
-
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-def release_freed_memory() -> None:
-    """Give freed heap pages back to the system (glibc keeps them, and the peak memory of a
-    long prediction crept up with them: 8,000^2 benchmark, 1436 MiB without, 1388 with a
-    trim after every band). Called every :data:`TRIM_EVERY` bands: pages given back are
-    faulted in again by the next forward, which costs CPU when done every band."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-def _layer_count(paths: OutputPaths, k: int) -> int:
-    return (1 + (paths.confidence is not None) + (k if paths.probabilities is not None else 0)
-            + 2 * (paths.change is not None))
-
-
-def code_table(codes: list[int] | None, nodata: int) -> np.ndarray | None:
-    """uint8 lookup table output index -> class code (255, the invalid index -> ``nodata``;
-    every other index too); ``None`` without codes."""
-    if codes is None:
-        return None
-    table = np.full(256, nodata, dtype=np.uint8)
-    table[: len(codes)] = codes
-    return table
-
-
-class _Sinks:
-    """The final output streams of one prediction, fed with :func:`_layers` chunks (output
-    indices; the class map gets the classes' codes when ``codes`` are given)."""
-
-    def __init__(self, paths: OutputPaths, names: list[str], colors: list, k: int,
-                 change_from: Checkpoint | None, provenance: dict[str, str],
-                 geo: dict, sampler: PreviewSampler | None, *,
-                 codes: list[int] | None = None, nodata: int = IGNORE_INDEX) -> None:
-        self.k, self.sampler = k, sampler
-        self.nodata_pixels = 0
-        self.conf = self.probs = self.change = None
-        self.streams: list[RasterStream] = []
-        self.code_table = code_table(codes, nodata)
-        self.classes = ClassRasterStream(paths.classes, class_names=names, colors=colors,
-                                         codes=codes, nodata=nodata, fmt=paths.fmt,
-                                         tags=provenance, **geo)
-        self.streams.append(self.classes)
-        if paths.confidence is not None:
-            self.conf = RasterStream(paths.confidence, descriptions=["confidence (%)"],
-                                     overview_resampling="average", tags=provenance,
-                                     **CONTINUOUS, **geo)
-            self.streams.append(self.conf)
-        if paths.probabilities is not None:
-            self.probs = RasterStream(paths.probabilities, count=k, descriptions=names,
-                                      overview_resampling="average", tags=provenance,
-                                      **CONTINUOUS, **geo)
-            self.streams.append(self.probs)
-        self.transitions = np.zeros((change_from.num_classes if change_from else 0, k),
-                                    dtype=np.int64)
-        if paths.change is not None and change_from is not None:
-            self.change = ClassRasterStream(
-                paths.change, class_names=CHANGE_CLASSES, colors=CHANGE_COLORS,
-                tags={**provenance, "geoidec_change_from": str(change_from.path)}, **geo)
-            self.streams.append(self.change)
-
-    def write(self, row: int, col: int, layers: np.ndarray) -> None:
-        """Write one chunk of :func:`_layers` at scene ``(row, col)``."""
-        labels = layers[0]
-        self.nodata_pixels += int((labels == IGNORE_INDEX).sum())
-        self.classes.write(row, labels if self.code_table is None else self.code_table[labels],
-                           col)
-        i = 1
-        if self.conf is not None:
-            self.conf.write(row, layers[i], col)
-            i += 1
-        if self.probs is not None:
-            self.probs.write(row, layers[i : i + self.k], col)
-            i += self.k
-        if self.change is not None:
-            self.change.write(row, layers[i], col)
-            valid = labels != IGNORE_INDEX
-            theirs = layers[i + 1][valid].astype(np.int64)
-            self.transitions += np.bincount(
-                theirs * self.k + labels[valid], minlength=self.transitions.size
-            ).reshape(self.transitions.shape)
-        if self.sampler is not None:
-            self.sampler.add_labels(row, labels, col)
-
-    def finish(self) -> None:
-        """Convert every stream (overviews, COG): side by side when GDAL may use several
-        threads (8,000^2 class map + confidence: 1.9 s one after the other)."""
-        threads = self.classes.threads
-        if threads <= 1 or len(self.streams) == 1:
-            for stream in self.streams:
-                stream.finish()
-            return
-        with ThreadPoolExecutor(min(threads, len(self.streams)),
-                                thread_name_prefix="geoidec-finish") as pool:
-            for future in [pool.submit(stream.finish) for stream in self.streams]:
-                future.result()
-
-    def commit(self) -> None:
-        for stream in self.streams[1:]:
-            stream.commit()
-        self.classes.commit()  # last: its presence marks the scene as done
-
-    def abort(self) -> None:
-        for stream in self.streams:
-            stream.abort()
-
-
-def _predict_part(group: PredictGroup, chunks: Iterator[SumChunk], paths: OutputPaths,
-                  rows: tuple[int, int] | None, width: int, k: int, lut: np.ndarray | None,
-                  background: bool) -> PartFile:
-    """This rank's rows into its part file; raises (on every rank) if any rank failed."""
-    assert rows is not None
-    part = None
-    error: BaseException | None = None
-    try:
-        part = PartFile(group.part_path(paths.classes), rows, width, _layer_count(paths, k))
-        _encode_all(chunks, part, k, lut, paths, background)
-        part.close()
-    except Exception as exc:  # noqa: BLE001 - reported to every rank below
-        error = exc
-    errors = group.gather_errors(None if error is None else f"{type(error).__name__}: {error}")
-    if error is not None:
-        if part is not None:
-            part.remove()
-        raise error
-    failed = [(r, e) for r, e in enumerate(errors) if e is not None]
-    if failed:
-        if part is not None:
-            part.remove()
-        r, e = failed[0]
-        raise DataError(f"prediction rank {r} failed: {e}")
-    assert part is not None
-    return part
-
-
-def _merge_and_complete(group: PredictGroup, sinks: _Sinks | None, out: Path, height: int,
-                        sampler: PreviewSampler | None, complete: Callable[[], int]) -> int:
-    """After every rank wrote its part: rank 0 streams the parts, in row order, into the
-    final outputs and completes them; every rank learns whether that worked. Part files are
-    removed either way. Returns the polygon count (0 on the other ranks)."""
-    shares = group.gather_to_main(
-        (*group.rows(height), sampler.image, sampler.valid) if sampler is not None else None)
-    error: BaseException | None = None
-    polygons = 0
-    if sinks is not None:
-        try:
-            if sampler is not None and shares:
-                merge_preview_rows(sampler, [s for s in shares[1:] if s is not None],
-                                   sampler.step)
-            for r in range(group.world):
-                y0, y1 = group.rows(height, r)
-                if y1 > y0:
-                    for row, col, layers in read_part(group.part_path(out, r), y0):
-                        sinks.write(row, col, layers)
-            polygons = complete()
-        except BaseException as exc:  # noqa: BLE001 - reported to every rank, then raised
-            error = exc
-        finally:
-            for r in range(group.world):
-                group.part_path(out, r).unlink(missing_ok=True)
-    errors = group.gather_errors(None if error is None else f"{type(error).__name__}: {error}")
-    if error is not None:
-        raise error
-    if errors[0] is not None:
-        raise DataError(f"prediction rank 0 failed writing the outputs: {errors[0]}")
-    return polygons
