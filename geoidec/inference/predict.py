@@ -52,6 +52,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import DataError, Scene, SceneReader, open_raster
+from geoidec.data.normalization import Normalization
 from geoidec.engine.checkpoint import Checkpoint
 from geoidec.engine.evaluate import probability_fn
 from geoidec.errors import UsageError
@@ -307,6 +308,65 @@ def predict_scene(
     scene_path = Path(scene_path)
     paths = output_paths(out, confidence=confidence, probabilities=probabilities,
                          change=change_from is not None, vectors=vectors, preview=preview)
+    _check_options(paths, out, scene_path, batch_size, simplify, min_area, overwrite)
+    device = device or torch.device("cpu")
+    bands, messages, crs, transform = _inspect_input(checkpoint, scene_path, change_from, paths)
+    job = _Job(checkpoint, paths, scene_path.name, transform, overwrite, simplify,
+               vector_band_rows, min_area)
+    predict_fn, normalizations, lut = _forward(checkpoint, change_from, device)
+    workers = max(1, threads if threads is not None else os.cpu_count() or 1)
+    with _threads_for_forward_only(device) as wrap, SceneReader(
+            Scene(name=scene_path.stem, image=scene_path, bands=bands,
+                  fill=checkpoint.normalization.fill)) as reader:
+        height, width = reader.height, reader.width
+        tile_, overlap_ = resolve_tiling(checkpoint, tile, overlap, height, width)
+        if paths.preview is not None:
+            job.sampler = PreviewSampler(
+                height, width, bands=len(bands), rgb_bands=checkpoint.meta.get("rgb_bands"),
+                low=checkpoint.normalization.low, high=checkpoint.normalization.high)
+        predictor = SlidingWindowPredictor(
+            wrap(predict_fn), num_classes=job.k + (0 if lut is None else len(lut)),
+            tile=tile_, overlap=overlap_, batch_size=batch_size, device=device,
+            readers=readers if readers is not None else reading_threads(device, workers))
+        geo = {"height": height, "width": width, "crs": crs,
+               "transform": transform if crs is not None else None, "overwrite": overwrite,
+               "threads": workers}
+        sinks: Sinks | None = None
+        part: PartFile | None = None
+        handles = ThreadReaders(reader.scene)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                if group is None or group.is_main:
+                    sinks = job.sinks(change_from, geo)
+                read = WindowReader(handles, normalizations, job.sampler)
+                strips = StripPredictor(predictor, strip_width=strip_width,
+                                        carry_dir=paths.classes.parent)
+                rows = None if group is None else group.rows(height)
+                chunks = strips.run_sums(read, height, width, progress, rows=rows)
+                if group is None:
+                    assert sinks is not None
+                    encode_all(chunks, sinks, job.k, lut, paths, workers > 1)
+                    polygons = job.complete(sinks)
+                else:
+                    part = predict_part(group, chunks, paths, rows, width, job.k, lut,
+                                        workers > 1)
+                    polygons = merge_and_complete(group, sinks, paths.classes, height,
+                                                  job.sampler, lambda: job.complete(sinks))
+        except BaseException:
+            if sinks is not None:
+                sinks.abort()
+            if part is not None:
+                part.remove()
+            raise
+        finally:
+            handles.close()
+    return job.result(sinks, height, width, messages, polygons, change_from is not None)
+
+
+def _check_options(paths: OutputPaths, out: Path, scene_path: Path, batch_size: int,
+                   simplify: float, min_area: str | None, overwrite: bool) -> None:
+    """Every option checked, and the output folder made, before the input is read."""
     if Path(out).suffix.lower() in (".jpg", ".jpeg"):
         log.warning(f"{scene_path.name}: class maps are not written as JPEG (it would mix "
                     f"class values); writing the palette PNG {paths.classes}")
@@ -321,7 +381,11 @@ def predict_scene(
     except OSError as exc:
         raise DataError(f"cannot create the output folder {paths.classes.parent}: "
                         f"{exc.strerror}") from None
-    device = device or torch.device("cpu")
+
+
+def _inspect_input(checkpoint: Checkpoint, scene_path: Path, change_from: Checkpoint | None,
+                   paths: OutputPaths) -> tuple[tuple[int, ...], list[str], Any, Any]:
+    """The bands to feed the model, the input's guard-rail warnings, its CRS and transform."""
     name = scene_path.name
     with open_raster(scene_path) as src:
         bands = select_bands(src, checkpoint.bands, scene_path,
@@ -334,117 +398,87 @@ def predict_scene(
     if paths.fmt == "PNG" and crs is not None:
         log.warning(f"{name}: a PNG class map carries no georeferencing; use a .tif output "
                     "for GIS work")
+    return bands, messages, crs, transform
 
-    names = [c.name for c in checkpoint.classes]
-    colors = [c.color for c in checkpoint.classes]
-    k = checkpoint.num_classes
-    codes = checkpoint.codes
-    nodata = checkpoint.nodata_code if codes is not None else IGNORE_INDEX
-    if codes is not None:
-        _check_codes(checkpoint, names, codes, nodata)
-    model = checkpoint.model.to(device).eval()
+
+def _forward(checkpoint: Checkpoint, change_from: Checkpoint | None, device: torch.device
+             ) -> tuple[PredictFn, list[Normalization], np.ndarray | None]:
+    """The probabilities of the model (and of ``change_from`` after its classes, on the same
+    windows), the normalisations the window reader applies (one, or one per model when they
+    differ), and the lookup table of the other model's classes into this one's (254: a
+    class this model lacks)."""
     amp = device.type == "cuda"
-    predict_fn = probability_fn(model, device, amp=amp)
+    new_fn = probability_fn(checkpoint.model.to(device).eval(), device, amp=amp)
     normalizations = [checkpoint.normalization]
-    lut = None
-    if change_from is not None:
-        old_fn = probability_fn(change_from.model.to(device).eval(), device, amp=amp)
-        new_fn = predict_fn
-        if change_from.normalization != checkpoint.normalization:
-            normalizations.append(change_from.normalization)
-        c = checkpoint.bands
-        split = len(normalizations) == 2
+    if change_from is None:
+        return new_fn, normalizations, None
+    old_fn = probability_fn(change_from.model.to(device).eval(), device, amp=amp)
+    if change_from.normalization != checkpoint.normalization:
+        normalizations.append(change_from.normalization)
+    c, split = checkpoint.bands, len(normalizations) == 2
 
-        def predict_fn(x: torch.Tensor) -> torch.Tensor:
-            return torch.cat([new_fn(x[:, :c]), old_fn(x[:, c:] if split else x)], dim=1)
+    def both(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([new_fn(x[:, :c]), old_fn(x[:, c:] if split else x)], dim=1)
 
-        index = {n: i for i, n in enumerate(names)}
-        lut = np.array([index.get(cl.name, 254) for cl in change_from.classes], dtype=np.uint8)
+    index = {cl.name: i for i, cl in enumerate(checkpoint.classes)}
+    lut = np.array([index.get(cl.name, 254) for cl in change_from.classes], dtype=np.uint8)
+    return both, normalizations, lut
 
-    with _threads_for_forward_only(device) as wrap, SceneReader(
-            Scene(name=scene_path.stem, image=scene_path, bands=bands,
-                  fill=checkpoint.normalization.fill)) as reader:
-        predict_fn = wrap(predict_fn)
-        height, width = reader.height, reader.width
-        tile_, overlap_ = resolve_tiling(checkpoint, tile, overlap, height, width)
-        sampler = None
-        if paths.preview is not None:
-            sampler = PreviewSampler(
-                height, width, bands=len(bands), rgb_bands=checkpoint.meta.get("rgb_bands"),
-                low=checkpoint.normalization.low, high=checkpoint.normalization.high)
-        workers = max(1, threads if threads is not None else os.cpu_count() or 1)
-        background = workers > 1
-        predictor = SlidingWindowPredictor(
-            predict_fn, num_classes=k + (change_from.num_classes if change_from else 0),
-            tile=tile_, overlap=overlap_, batch_size=batch_size, device=device,
-            readers=readers if readers is not None else reading_threads(device, workers),
-        )
-        geo = {"height": height, "width": width, "crs": crs,
-               "transform": transform if crs is not None else None, "overwrite": overwrite,
-               "threads": workers}
-        provenance = {"geoidec_checkpoint": str(Path(checkpoint.path).resolve()),
-                      "geoidec_step": str(checkpoint.meta.get("step", "")),
-                      "geoidec_input": name}
-        main = group is None or group.is_main
-        sinks: Sinks | None = None
-        part: PartFile | None = None
-        handles: ThreadReaders | None = None
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                if main:
-                    sinks = Sinks(paths, names, colors, k, change_from, provenance, geo,
-                                   sampler, codes=codes, nodata=nodata)
-                handles = ThreadReaders(reader.scene)
-                read = WindowReader(handles, normalizations, sampler)
-                strips = StripPredictor(predictor, strip_width=strip_width,
-                                        carry_dir=paths.classes.parent)
-                rows = None if group is None else group.rows(height)
-                chunks = strips.run_sums(read, height, width, progress, rows=rows)
 
-                def complete() -> int:
-                    """Finish and commit every output (rank 0); the polygon count."""
-                    assert sinks is not None
-                    count = 0
-                    sinks.finish()
-                    if paths.vectors is not None:
-                        _, count = polygonize_class_raster(
-                            sinks.classes.converted, paths.vectors, names, simplify=simplify,
-                            band_rows=vector_band_rows, overwrite=overwrite,
-                            nodata=nodata, codes=codes, colors=colors,
-                            min_pixels=min_area_pixels(min_area, transform))
-                    if paths.preview is not None and sampler is not None:
-                        write_preview(paths.preview, sampler, names, colors, title=name,
-                                      overwrite=overwrite)
-                    sinks.commit()
-                    return count
+class _Job:
+    """One scene's prediction: the class metadata of the outputs, the finishing steps
+    (vectors, preview, commit) and the :class:`Prediction` returned."""
 
-                if group is None:
-                    assert sinks is not None
-                    encode_all(chunks, sinks, k, lut, paths, background)
-                    polygons = complete()
-                else:
-                    part = predict_part(group, chunks, paths, rows, width, k, lut,
-                                         background)
-                    polygons = merge_and_complete(group, sinks, paths.classes, height,
-                                                   sampler, complete)
-        except BaseException:
-            if sinks is not None:
-                sinks.abort()
-            if part is not None:
-                part.remove()
-            raise
-        finally:
-            if handles is not None:
-                handles.close()
-    if sinks is None:  # another rank wrote the outputs
-        return Prediction(paths=paths, height=height, width=width, counts=[],
-                          nodata_pixels=0, polygons=0, warnings=messages)
-    counts = sinks.classes.counts[sinks.classes.values].tolist()
-    messages += check_result(counts, sinks.nodata_pixels, height * width, names, name)
-    return Prediction(paths=paths, height=height, width=width, counts=counts,
-                      nodata_pixels=sinks.nodata_pixels, polygons=polygons, warnings=messages,
-                      transitions=sinks.transitions if change_from is not None else None)
+    def __init__(self, checkpoint: Checkpoint, paths: OutputPaths, name: str, transform: Any,
+                 overwrite: bool, simplify: float, vector_band_rows: int,
+                 min_area: str | None) -> None:
+        self.checkpoint, self.paths, self.name = checkpoint, paths, name
+        self.transform, self.overwrite, self.simplify = transform, overwrite, simplify
+        self.vector_band_rows, self.min_area = vector_band_rows, min_area
+        self.names = [c.name for c in checkpoint.classes]
+        self.colors = [c.color for c in checkpoint.classes]
+        self.k = checkpoint.num_classes
+        self.codes = checkpoint.codes
+        self.nodata = checkpoint.nodata_code if self.codes is not None else IGNORE_INDEX
+        if self.codes is not None:
+            _check_codes(checkpoint, self.names, self.codes, self.nodata)
+        self.sampler: PreviewSampler | None = None
+
+    def sinks(self, change_from: Checkpoint | None, geo: dict) -> Sinks:
+        provenance = {"geoidec_checkpoint": str(Path(self.checkpoint.path).resolve()),
+                      "geoidec_step": str(self.checkpoint.meta.get("step", "")),
+                      "geoidec_input": self.name}
+        return Sinks(self.paths, self.names, self.colors, self.k, change_from, provenance,
+                     geo, self.sampler, codes=self.codes, nodata=self.nodata)
+
+    def complete(self, sinks: Sinks | None) -> int:
+        """Finish and commit every output (rank 0); the polygon count."""
+        assert sinks is not None
+        count = 0
+        sinks.finish()
+        if self.paths.vectors is not None:
+            _, count = polygonize_class_raster(
+                sinks.classes.converted, self.paths.vectors, self.names,
+                simplify=self.simplify, band_rows=self.vector_band_rows,
+                overwrite=self.overwrite, nodata=self.nodata, codes=self.codes,
+                colors=self.colors, min_pixels=min_area_pixels(self.min_area, self.transform))
+        if self.paths.preview is not None and self.sampler is not None:
+            write_preview(self.paths.preview, self.sampler, self.names, self.colors,
+                          title=self.name, overwrite=self.overwrite)
+        sinks.commit()
+        return count
+
+    def result(self, sinks: Sinks | None, height: int, width: int, messages: list[str],
+               polygons: int, change: bool) -> Prediction:
+        if sinks is None:  # another rank wrote the outputs
+            return Prediction(paths=self.paths, height=height, width=width, counts=[],
+                              nodata_pixels=0, polygons=0, warnings=messages)
+        counts = sinks.classes.counts[sinks.classes.values].tolist()
+        messages += check_result(counts, sinks.nodata_pixels, height * width, self.names,
+                                 self.name)
+        return Prediction(paths=self.paths, height=height, width=width, counts=counts,
+                          nodata_pixels=sinks.nodata_pixels, polygons=polygons,
+                          warnings=messages, transitions=sinks.transitions if change else None)
 
 
 def min_area_pixels(min_area: str | None, transform: Any) -> int:
