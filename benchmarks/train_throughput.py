@@ -29,6 +29,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +45,9 @@ from geoidec.engine.module import StepModule
 from geoidec.engine.run import IncrementalRun, _iterations
 from geoidec.engine.trainer import build_trainer, fit_step, quiet_lightning
 from geoidec.tasks import TaskSchedule
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from step_cost import one_step  # noqa: E402 - the same timed training step as step_cost.py
 
 
 def sample(workdir: Path, size: int) -> Path:
@@ -148,20 +153,9 @@ def main() -> None:
         run.method.start_step(plan, 0)
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
         scaler = torch.amp.GradScaler("cuda") if cuda else None
-
-        def step() -> None:
-            with torch.autocast("cuda", dtype=torch.float16, enabled=cuda):
-                loss = module.training_step(batch, 0)
-            optimizer.zero_grad()
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-
-        fb_s = timed(step, max(2, iterations // 2), cuda)
+        one_step(module, optimizer, batch, 0, scaler)  # warm-up
+        fb_s = statistics.median(one_step(module, optimizer, batch, i, scaler)
+                                 for i in range(max(2, iterations // 2)))
 
         # 4. end to end: Lightning's fit over the step's DataLoader
         model = run._build_model(plan, None, run.normalization.bands)

@@ -143,3 +143,33 @@ def report_without_timings(run: Path) -> dict:
         entry.pop("train")
         entry["eval"].pop("seconds")
     return report
+
+
+def varied_checkpoint(path: Path, names: list[str]) -> Path:
+    """An untrained tiny DeepLabV3 (tile 64, overlap 16, 3 uint8 bands) whose map is varied:
+    an untrained map is one class, so BatchNorm sees standardised inputs and the logits are
+    scaled and centred until every class wins somewhere."""
+    import torch
+
+    from geoidec.data.normalization import Normalization
+    from geoidec.engine.checkpoint import save_checkpoint
+    from geoidec.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v3_small", [len(names)], in_channels=3, aspp_channels=16)
+    with torch.no_grad():
+        model.train()
+        for _ in range(20):  # BatchNorm statistics of standardised inputs
+            model((torch.rand(4, 3, 64, 64) - 0.45) / 0.25)
+        model.eval()
+        model.classifier[0].weight.mul_(1000.0)
+        mean = model((torch.rand(8, 3, 64, 64) - 0.45) / 0.25).logits.mean((0, 2, 3))
+        model.classifier[0].bias.sub_(mean)  # centred logits: every class wins somewhere
+    norm = Normalization(low=(0.0,) * 3, high=(255.0,) * 3, mean=(0.45,) * 3,
+                         std=(0.25,) * 3)
+    meta = {"step": 0, "step_classes": names[1:], "bands": 3, "band_names": ["r", "g", "b"],
+            "rgb_bands": [0, 1, 2], "normalization": norm.to_dict(), "tile_size": 64,
+            "overlap": 16, "resolution": [0.5, 0.5], "crs": "EPSG:32633",
+            "classes": [{"index": i, "name": n, "color": [60 * i, 200 - 50 * i, 90]}
+                        for i, n in enumerate(names)]}
+    return save_checkpoint(path, model.eval(), meta)

@@ -19,6 +19,7 @@ import rasterio
 import rasterio.shutil
 import torch
 from affine import Affine
+from conftest import varied_checkpoint
 from rasterio.windows import Window
 
 from geoidec.data.base import Scene, SceneReader
@@ -192,24 +193,7 @@ def test_branch_free_argmax_equals_numpy() -> None:
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny model whose map is varied (calibrated logits)."""
-    torch.manual_seed(0)
-    model = build_model("mobilenet_v3_small", [len(NAMES)], in_channels=3, aspp_channels=16)
-    with torch.no_grad():
-        model.train()
-        for _ in range(10):
-            model((torch.rand(4, 3, 64, 64) - 0.45) / 0.25)
-        model.eval()
-        model.classifier[0].weight.mul_(1000.0)
-        mean = model((torch.rand(8, 3, 64, 64) - 0.45) / 0.25).logits.mean((0, 2, 3))
-        model.classifier[0].bias.sub_(mean)
-    norm = Normalization(low=(0.0,) * 3, high=(255.0,) * 3, mean=(0.45,) * 3,
-                         std=(0.25,) * 3)
-    meta = {"step": 0, "step_classes": NAMES[1:], "bands": 3, "band_names": ["r", "g", "b"],
-            "rgb_bands": [0, 1, 2], "normalization": norm.to_dict(), "tile_size": 64,
-            "overlap": 16, "resolution": [0.5, 0.5], "crs": "EPSG:32633",
-            "classes": [{"index": i, "name": n, "color": [60 * i, 200 - 50 * i, 90]}
-                        for i, n in enumerate(NAMES)]}
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "step_0.pt", model, meta)
+    return varied_checkpoint(tmp_path_factory.mktemp("ckpt") / "step_0.pt", NAMES)
 
 
 @pytest.fixture(scope="module")

@@ -18,13 +18,10 @@ import rasterio
 import torch
 import torch.nn.functional as F
 from affine import Affine
-from conftest import free_port, run_main
+from conftest import free_port, run_main, varied_checkpoint
 
-from geoidec.data.normalization import Normalization
-from geoidec.engine.checkpoint import save_checkpoint
 from geoidec.inference.sliding import SlidingWindowPredictor
 from geoidec.inference.strips import StripPredictor
-from geoidec.models import build_model
 
 NAMES = ["background", "field", "roof", "water"]
 TRANSFORM = Affine(0.5, 0.0, 500000.0, 0.0, -0.5, 5000000.0)
@@ -49,24 +46,7 @@ def _scene(path: Path, size: tuple[int, int], seed: int = 0) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny DeepLabV3 (random weights give varied maps), tile 64, overlap 16."""
-    torch.manual_seed(0)
-    model = build_model("mobilenet_v3_small", [len(NAMES)], in_channels=3, aspp_channels=16)
-    with torch.no_grad():  # an untrained map is one class: calibrate it into a varied one
-        model.train()
-        for _ in range(20):  # BatchNorm statistics of standardised inputs
-            model((torch.rand(4, 3, 64, 64) - 0.45) / 0.25)
-        model.eval()
-        model.classifier[0].weight.mul_(1000.0)
-        mean = model((torch.rand(8, 3, 64, 64) - 0.45) / 0.25).logits.mean((0, 2, 3))
-        model.classifier[0].bias.sub_(mean)  # centred logits: every class wins somewhere
-    norm = Normalization(low=(0.0,) * 3, high=(255.0,) * 3, mean=(0.45,) * 3,
-                         std=(0.25,) * 3)
-    meta = {"step": 0, "step_classes": NAMES[1:], "bands": 3, "band_names": ["r", "g", "b"],
-            "rgb_bands": [0, 1, 2], "normalization": norm.to_dict(), "tile_size": 64,
-            "overlap": 16, "resolution": [0.5, 0.5], "crs": "EPSG:32633",
-            "classes": [{"index": i, "name": n, "color": [60 * i, 200 - 50 * i, 90]}
-                        for i, n in enumerate(NAMES)]}
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "step_0.pt", model.eval(), meta)
+    return varied_checkpoint(tmp_path_factory.mktemp("ckpt") / "step_0.pt", NAMES)
 
 
 # ------------------------------------------------------------------- row shares

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from typing import cast
 
 import numpy as np
@@ -74,37 +74,28 @@ def evaluate_scenes(
     the channels-last layout and leaves in the layout it came in (the training setting
     ``train.channels_last`` decides the layout of the steps that follow)."""
     model.eval().to(device)
-    nchw = not _channels_last(model)
+    with _layout_kept(model):
+        return _evaluate(model, scenes, decoder, normalization, lut, tile, overlap, batch_size,
+                         device, amp, progress)
+
+
+@contextmanager
+def _layout_kept(model: torch.nn.Module) -> Iterator[None]:
+    """Leave ``model`` in the memory layout it came in (the channels-last forward of
+    :func:`probability_fn` converts it in place)."""
+    weight = next((p for p in model.parameters() if p.dim() == 4), None)
+    nchw = weight is not None and weight.is_contiguous()
     try:
-        return _evaluate(model, scenes, decoder, normalization, lut, tile=tile,
-                         overlap=overlap, batch_size=batch_size, device=device, amp=amp,
-                         progress=progress)
+        yield
     finally:
         if nchw:
             model.to(memory_format=torch.contiguous_format)
 
 
-def _channels_last(model: torch.nn.Module) -> bool:
-    """Whether the model's first 4-D weight is in the channels-last layout."""
-    weight = next((p for p in model.parameters() if p.dim() == 4), None)
-    return weight is not None and weight.is_contiguous(memory_format=torch.channels_last) \
-        and not weight.is_contiguous()
-
-
-def _evaluate(
-    model: SegmentationModel,
-    scenes: Sequence[Scene],
-    decoder: LabelDecoder,
-    normalization: Normalization,
-    lut: np.ndarray,
-    *,
-    tile: int,
-    overlap: int,
-    batch_size: int,
-    device: torch.device,
-    amp: bool,
-    progress: Callable[[int, int], None] | None,
-) -> ConfusionMatrix:
+def _evaluate(model: SegmentationModel, scenes: Sequence[Scene], decoder: LabelDecoder,
+              normalization: Normalization, lut: np.ndarray, tile: int, overlap: int,
+              batch_size: int, device: torch.device, amp: bool,
+              progress: Callable[[int, int], None] | None) -> ConfusionMatrix:
     cm = ConfusionMatrix(model.num_classes)
     predictor = SlidingWindowPredictor(
         probability_fn(model, device, amp), num_classes=model.num_classes, tile=tile,
