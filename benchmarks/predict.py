@@ -5,7 +5,7 @@ the pipeline's own ceiling with a null model.
         [--json out.json]
 
 Builds a tiny untrained model (DeepLabV3-MobileNetV3-small, ASPP 64, 6 classes, tile 512,
-overlap 128) saved with :func:`geoidec.engine.checkpoint.save_checkpoint`, so the real
+overlap 128) saved with :func:`geoidec.checkpoint.save_checkpoint`, so the real
 ``predict_scene`` path runs (load, checks, windowed reads in a prefetch thread, blending,
 COG writing and conversion). Synthetic 3-band uint8 tiled GeoTIFFs of ``size x size`` px are
 generated on disk in row bands (never in memory) and kept in ``--workdir`` for reruns.
@@ -55,8 +55,8 @@ TILE, OVERLAP, CLASSES, ASPP = 512, 128, 6, 64
 
 def make_checkpoint(path: Path, backbone: str = "mobilenet_v3_small", aspp: int = ASPP) -> Path:
     """An untrained tiny checkpoint with the metadata prediction needs."""
+    from geoidec.checkpoint import save_checkpoint
     from geoidec.data.normalization import Normalization
-    from geoidec.engine.checkpoint import save_checkpoint
     from geoidec.models import build_model
 
     if path.exists():
@@ -134,7 +134,7 @@ def null_child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, threads
     import torch
 
     import geoidec.inference.predict as predict_module
-    from geoidec.engine.checkpoint import load_checkpoint
+    from geoidec.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
     device = torch.device(device_name)
@@ -167,10 +167,11 @@ def child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, repeats: int
     """In one fresh process: bare forward, the whole pipeline, bare forward again."""
     import torch
 
+    from geoidec.checkpoint import load_checkpoint
     from geoidec.data.base import Scene, SceneReader
     from geoidec.data.tiling import grid_windows
-    from geoidec.engine.checkpoint import load_checkpoint
-    from geoidec.engine.evaluate import model_reader, probability_fn
+    from geoidec.engine.evaluate import model_reader
+    from geoidec.inference.forward import probability_fn
     from geoidec.inference.predict import predict_scene
 
     device = torch.device(device_name)

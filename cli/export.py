@@ -43,7 +43,7 @@ def export(
             raise FileExistsError(f"{stac_path(out)} exists; pass --overwrite to replace it")
     result = export_onnx(model, out, step=step, opset=opset, overwrite=overwrite)
     if stac:
-        from geoidec.engine.checkpoint import load_checkpoint, resolve_checkpoint
+        from geoidec.checkpoint import load_checkpoint, resolve_checkpoint
         from geoidec.engine.extend import file_digest
         from geoidec.inference.stac import write_model_item
 

@@ -108,9 +108,9 @@ def predict(
     runs/demo --out photo.png`.
     """
     with _sigterm_unwinds():
+        from geoidec.checkpoint import load_checkpoint
         from geoidec.data.base import DataError
-        from geoidec.engine.checkpoint import load_checkpoint
-        from geoidec.engine.run import resolve_device
+        from geoidec.devices import resolve_device
         from geoidec.inference.batch import find_scenes, is_batch, scene_output
         from geoidec.inference.stac import stac_path
 

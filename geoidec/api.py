@@ -44,8 +44,8 @@ class ModelClass:
 def load(path: str | Path, *, step: int | None = None, device: str = "auto") -> Model:
     """The model of a run folder (its last step, or ``step``) or of a ``step_N.pt``
     checkpoint, on ``device`` (``auto``: CUDA when present)."""
-    from geoidec.engine.checkpoint import load_checkpoint
-    from geoidec.engine.run import resolve_device
+    from geoidec.checkpoint import load_checkpoint
+    from geoidec.devices import resolve_device
 
     dev = resolve_device(device)
     return Model(load_checkpoint(path, step, map_location=dev), dev)
@@ -118,7 +118,7 @@ class Model:
     def _probabilities(self, image: np.ndarray | torch.Tensor, nodata: float | None,
                        batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Blended probabilities (K, H, W) float32 and the valid mask (H, W)."""
-        from geoidec.engine.evaluate import probability_fn
+        from geoidec.inference.forward import probability_fn
         from geoidec.inference.predict import (
             _threads_for_forward_only,
             reading_threads,
@@ -312,8 +312,8 @@ def predict_file(scene: str | Path, model: str | Path, out: str | Path | None = 
     checkpoint, ``min_area``, ``overwrite``, ...: the keywords of
     :func:`geoidec.inference.predict.predict_scene`); returns its
     :class:`~geoidec.inference.predict.Prediction` (``paths``, class ``counts``, ...)."""
-    from geoidec.engine.checkpoint import load_checkpoint
-    from geoidec.engine.run import resolve_device
+    from geoidec.checkpoint import load_checkpoint
+    from geoidec.devices import resolve_device
     from geoidec.inference.batch import scene_output
     from geoidec.inference.predict import predict_scene
 

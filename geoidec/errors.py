@@ -17,5 +17,9 @@ USAGE_EXIT = 2
 DATA_EXIT = 1
 
 
+class DataError(ValueError):
+    """A problem with the user's data, phrased in one line with what to do (exit status 1)."""
+
+
 class UsageError(ValueError):
     """The command line or settings are wrong; the message says what to change."""

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from geoidec.checkpoint import Checkpoint, load_checkpoint
 from geoidec.data.base import DataError
 from geoidec.data.normalization import Normalization
-from geoidec.engine.checkpoint import Checkpoint, load_checkpoint
 from geoidec.errors import UsageError
 from geoidec.files import atomic_write
 from geoidec.models import SegmentationModel

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from geoidec.data.base import DataError
+from geoidec.errors import DataError
 
 __all__ = ["atomic_write", "fsync_file", "write_error", "write_json", "write_text"]
 

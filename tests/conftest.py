@@ -151,8 +151,8 @@ def varied_checkpoint(path: Path, names: list[str]) -> Path:
     scaled and centred until every class wins somewhere."""
     import torch
 
+    from geoidec.checkpoint import save_checkpoint
     from geoidec.data.normalization import Normalization
-    from geoidec.engine.checkpoint import save_checkpoint
     from geoidec.models import build_model
 
     torch.manual_seed(0)

@@ -29,10 +29,10 @@ from conftest import assert_one_line_error, run_cli, run_main
 from tiny_geotiffs import CLASSES, make_dataset, write_raster
 from torch import nn
 
+from geoidec.checkpoint import Checkpoint, load_checkpoint
 from geoidec.data.base import ClassInfo, DataError
 from geoidec.data.geotiff import load_geotiff_dataset
 from geoidec.data.normalization import Normalization
-from geoidec.engine.checkpoint import Checkpoint, load_checkpoint
 from geoidec.inference.predict import predict_scene
 from geoidec.inference.rat import read_rat_sidecar
 from geoidec.inference.writers import RasterStream, write_class_raster

@@ -17,8 +17,8 @@ TINY = ["--iterations", "2", "--batch-size", "2", "--tile-size", "32",
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained 3-band checkpoint written with the library's own saver (no training)."""
+    from geoidec.checkpoint import save_checkpoint
     from geoidec.data.normalization import Normalization
-    from geoidec.engine.checkpoint import save_checkpoint
     from geoidec.models import build_model
 
     model = build_model("mobilenet_v3_small", [3], in_channels=3, aspp_channels=16)

@@ -19,8 +19,8 @@ import torch
 from conftest import free_port, report_without_timings, run_cli
 from tiny_geotiffs import make_dataset
 
+from geoidec.checkpoint import load_checkpoint
 from geoidec.data.registry import load_dataset
-from geoidec.engine.checkpoint import load_checkpoint
 from geoidec.engine.distributed import state_digest
 from geoidec.engine.evaluate import evaluate_scenes
 from geoidec.engine.metrics import summarize

@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import assert_one_line_error, run_main
 
+from geoidec.checkpoint import save_checkpoint
 from geoidec.data.normalization import Normalization
-from geoidec.engine.checkpoint import save_checkpoint
-from geoidec.engine.evaluate import probability_fn
+from geoidec.inference.forward import probability_fn
 from geoidec.models import build_model
 
 onnx = pytest.importorskip("onnx")
@@ -58,7 +58,7 @@ def exported(checkpoint: Path) -> Path:
 
 
 def test_onnx_matches_geoidec_probabilities(exported: Path, checkpoint: Path) -> None:
-    from geoidec.engine.checkpoint import load_checkpoint
+    from geoidec.checkpoint import load_checkpoint
 
     rng = np.random.default_rng(1)
     raw = rng.integers(0, 256, (3, 3, TILE, TILE)).astype(np.float32)  # 3 tiles: dynamic batch

@@ -15,6 +15,7 @@ from conftest import run_cli, run_main
 from rasterio.windows import Window
 from tiny_geotiffs import FILL_BLOCK, make_fill_dataset, write_tif
 
+from geoidec.checkpoint import load_checkpoint
 from geoidec.data.base import DataError, Scene, SceneReader
 from geoidec.data.geotiff import load_geotiff_dataset
 from geoidec.data.normalization import (
@@ -24,7 +25,6 @@ from geoidec.data.normalization import (
     detect_fill_values,
     with_fill,
 )
-from geoidec.engine.checkpoint import load_checkpoint
 from geoidec.engine.reports import steps_table
 
 H, W = 40, 50

@@ -27,9 +27,9 @@ from conftest import assert_one_line_error, run_cli, run_main
 from tiny_geotiffs import write_raster as write_shared_raster
 from torch import nn
 
+from geoidec.checkpoint import Checkpoint, load_checkpoint
 from geoidec.data.base import ClassInfo, DataError
 from geoidec.data.normalization import Normalization
-from geoidec.engine.checkpoint import Checkpoint, load_checkpoint
 from geoidec.inference.batch import write_mosaic_vrt
 from geoidec.inference.predict import predict_scene
 from geoidec.inference.rat import read_rat_sidecar

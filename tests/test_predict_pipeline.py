@@ -22,10 +22,10 @@ from affine import Affine
 from conftest import varied_checkpoint
 from rasterio.windows import Window
 
+from geoidec.checkpoint import load_checkpoint, save_checkpoint
 from geoidec.data.base import Scene, SceneReader
 from geoidec.data.normalization import Normalization
-from geoidec.engine.checkpoint import load_checkpoint, save_checkpoint
-from geoidec.engine.evaluate import probability_fn
+from geoidec.inference.forward import probability_fn
 from geoidec.inference.layers import argmax_classes
 from geoidec.inference.overviews import downsample, overview_chain, overview_sizes
 from geoidec.inference.predict import predict_scene

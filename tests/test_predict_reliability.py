@@ -204,7 +204,7 @@ def test_parallel_window_readers_give_the_same_outputs(checkpoint: Path,
                                                        tmp_path: Path) -> None:
     """Several reading threads (each with its own GDAL handle, as on a GPU) write exactly
     what one thread writes."""
-    from geoidec.engine.checkpoint import load_checkpoint
+    from geoidec.checkpoint import load_checkpoint
     from geoidec.inference.predict import predict_scene
 
     scene = _scene(tmp_path / "scene.tif", (250, 190), seed=5)

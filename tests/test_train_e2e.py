@@ -21,8 +21,8 @@ import yaml
 from affine import Affine
 from conftest import assert_one_line_error, run_cli, run_main
 
+from geoidec.checkpoint import FORMAT, load_checkpoint
 from geoidec.config import Config
-from geoidec.engine.checkpoint import FORMAT, load_checkpoint
 from geoidec.engine.reports import steps_table
 
 TINY = ["--iterations", "3", "--batch-size", "2", "--tile-size", "32",

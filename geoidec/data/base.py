@@ -23,10 +23,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from geoidec.constants import BACKGROUND, IGNORE_INDEX
-
-
-class DataError(ValueError):
-    """A problem with the user's data, phrased in one line with what to do."""
+from geoidec.errors import DataError
 
 
 @dataclass(frozen=True)

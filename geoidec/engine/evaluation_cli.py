@@ -8,15 +8,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from geoidec.checkpoint import load_checkpoint, resolve_checkpoint
 from geoidec.config import Config, MethodConfig
 from geoidec.data.base import DataError, DatasetSpec
 from geoidec.data.normalization import with_fill
 from geoidec.data.registry import load_dataset
-from geoidec.engine.checkpoint import load_checkpoint, resolve_checkpoint
+from geoidec.devices import resolve_device
 from geoidec.engine.evaluate import evaluate_scenes
 from geoidec.engine.metrics import summarize
 from geoidec.engine.reports import steps_table
-from geoidec.engine.run import resolve_device
 from geoidec.methods import build_method
 from geoidec.progress import window_bar
 from geoidec.tasks import TaskSchedule

@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from geoidec.checkpoint import Checkpoint, load_checkpoint
 from geoidec.config import Config
 from geoidec.constants import BACKGROUND, IGNORE_INDEX
 from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene, open_raster
 from geoidec.data.normalization import Normalization, sample_pixels, with_fill
-from geoidec.engine.checkpoint import Checkpoint, load_checkpoint
 from geoidec.engine.evaluate import evaluate_scenes_sharded
 from geoidec.engine.metrics import forgetting, summarize
 from geoidec.engine.resume import ResumeState

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
+from geoidec.checkpoint import FORMAT, resolve_checkpoint
 from geoidec.data.base import DataError
-from geoidec.engine.checkpoint import FORMAT, resolve_checkpoint
 from geoidec.engine.figures import load_run_report, load_task, planned_figures
 from geoidec.engine.reports import classes_table, steps_table
 from geoidec.files import write_text

@@ -38,12 +38,13 @@ import yaml
 from torch.utils.data import DataLoader
 
 from geoidec import __version__
+from geoidec.checkpoint import load_checkpoint, save_checkpoint
 from geoidec.config import Config
 from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene, open_raster
 from geoidec.data.chips import ChipDataset, build_class_grid, plan_chips
 from geoidec.data.normalization import Normalization, compute_normalization, with_fill
 from geoidec.data.transforms import TrainAugmentation
-from geoidec.engine.checkpoint import load_checkpoint, save_checkpoint
+from geoidec.devices import resolve_device
 from geoidec.engine.distributed import (
     Launch,
     barrier,
@@ -96,16 +97,6 @@ def check_logger(logger: str) -> None:
     if logger == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
         raise DataError("train.logger=tensorboard needs TensorBoard: pip install "
                         "'geoidec[tensorboard]' (or --set train.logger=csv)")
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else CPU; a clear error for unavailable CUDA."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DataError(f"--device {name} asked for CUDA but no GPU is available; use cpu")
-    return device
 
 
 def prepare_run_dir(out: Path, overwrite: bool, create: bool = True) -> Path:
@@ -502,7 +493,7 @@ class IncrementalRun:
     def _reuse_step0(self, plan: StepPlan, normalization: Normalization, meta: dict[str, Any],
                      history: list[dict[str, Any]]) -> SegmentationModel:
         """Take step 0 (model and report entry) from another run of the same set-up."""
-        from geoidec.engine.checkpoint import load_checkpoint
+        from geoidec.checkpoint import load_checkpoint
         from geoidec.engine.compare import load_report
 
         source = Path(self.step0_from)  # type: ignore[arg-type]
@@ -660,5 +651,5 @@ def start(run: IncrementalRun, out: Path, overwrite: bool) -> RunResult:
     return run.run()
 
 
-__all__ = ["IncrementalRun", "RunResult", "prepare_run_dir", "resolve_device", "resume_state",
+__all__ = ["IncrementalRun", "RunResult", "prepare_run_dir", "resume_state",
            "start", "train_run"]

@@ -33,9 +33,9 @@ import rasterio
 import torch
 from rasterio.errors import NotGeoreferencedWarning
 
+from geoidec.checkpoint import Checkpoint
 from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import DataError
-from geoidec.engine.checkpoint import Checkpoint
 from geoidec.inference.checks import log
 from geoidec.inference.distributed import PredictGroup
 from geoidec.inference.predict import Prediction, output_paths, predict_scene

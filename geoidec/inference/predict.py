@@ -50,17 +50,17 @@ import torch
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
+from geoidec.checkpoint import Checkpoint
 from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import DataError, Scene, SceneReader, open_raster
 from geoidec.data.normalization import Normalization
-from geoidec.engine.checkpoint import Checkpoint
-from geoidec.engine.evaluate import probability_fn
 from geoidec.errors import UsageError
 from geoidec.inference.checks import check_input, check_result, log, sample_values
 from geoidec.inference.distributed import (
     PartFile,
     PredictGroup,
 )
+from geoidec.inference.forward import probability_fn
 from geoidec.inference.outputs import (
     CHANGE_CLASSES,
     CHANGE_COLORS,

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from geoidec.checkpoint import Checkpoint
 from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import DataError
-from geoidec.engine.checkpoint import Checkpoint
 from geoidec.inference.distributed import PartFile, PredictGroup, merge_preview_rows, read_part
 from geoidec.inference.layers import code_table, layer_count, output_layers
 from geoidec.inference.outputs import CHANGE_CLASSES, CHANGE_COLORS, OutputPaths

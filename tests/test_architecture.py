@@ -1,0 +1,97 @@
+"""Imports follow one direction (docs/architecture.md): a module imports only from its own
+layer or the layers below it, and no two parts of the package import each other. Every
+import counts, also the lazy ones inside functions. A failure names the offending import."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "geoidec"
+
+LAYERS: list[tuple[str, ...]] = [
+    ("constants", "errors", "files", "config", "progress", "devices"),
+    ("data",),
+    ("tasks",),
+    ("models",),
+    ("checkpoint",),
+    ("losses",),
+    ("methods",),
+    ("inference",),
+    ("engine",),  # evaluation, training, run folders
+    ("export", "api"),
+]
+"""Bottom to top; ``cli/`` (outside the package) may import anything."""
+
+LAYER_OF = {part: i for i, parts in enumerate(LAYERS) for part in parts}
+
+
+def _part(module: str) -> str | None:
+    """``geoidec.inference.predict`` -> ``inference``; ``None`` for ``geoidec`` itself."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "geoidec" and len(parts) > 1 else None
+
+
+def _imports(root: Path = PACKAGE) -> list[tuple[str, str, int, str]]:
+    """(importing part, imported part, line, text) of every geoidec import under ``root``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel == Path("__init__.py"):
+            continue  # the package's lazy entry points (geoidec.load, ...)
+        me = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                other = _part(name)
+                if other is not None and other != me:
+                    found.append((me, other, node.lineno, f"geoidec/{rel}:{node.lineno} "
+                                  f"imports {name}"))
+    return found
+
+
+def test_every_part_has_a_layer() -> None:
+    parts = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
+             if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()}
+    assert parts == set(LAYER_OF), f"give these a layer: {sorted(parts ^ set(LAYER_OF))}"
+
+
+def _upward(found: list[tuple[str, str, int, str]]) -> list[str]:
+    return [text for me, other, _, text in found if LAYER_OF[other] > LAYER_OF[me]]
+
+
+def _mutual(found: list[tuple[str, str, int, str]]) -> list[str]:
+    edges: dict[tuple[str, str], str] = {}
+    for me, other, _, text in found:
+        edges.setdefault((me, other), text)
+    return [f"{a} <-> {b}: {text} / {edges[(b, a)]}" for (a, b), text in edges.items()
+            if (b, a) in edges and a < b]
+
+
+def test_imports_go_down_the_layers() -> None:
+    upward = _upward(_imports())
+    assert not upward, "imports from a higher layer:\n" + "\n".join(upward)
+
+
+def test_no_two_parts_import_each_other() -> None:
+    mutual = _mutual(_imports())
+    assert not mutual, "parts importing each other:\n" + "\n".join(mutual)
+
+
+def test_the_checks_name_the_offending_imports(tmp_path: Path) -> None:
+    """A fake package where inference imports the engine (lazily, inside a function) and
+    the engine imports inference: both checks report the file, line and module."""
+    (tmp_path / "inference").mkdir()
+    (tmp_path / "engine").mkdir()
+    (tmp_path / "inference" / "predict.py").write_text(
+        "import numpy\n\n\ndef f():\n    from geoidec.engine.evaluate import g\n")
+    (tmp_path / "engine" / "evaluate.py").write_text("import geoidec.inference.predict\n")
+    found = _imports(tmp_path)
+    assert _upward(found) == ["geoidec/inference/predict.py:5 imports geoidec.engine.evaluate"]
+    assert _mutual(found) == [
+        "engine <-> inference: geoidec/engine/evaluate.py:1 imports geoidec.inference.predict"
+        " / geoidec/inference/predict.py:5 imports geoidec.engine.evaluate"]
