@@ -170,9 +170,9 @@ def child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, repeats: int
     from geoidec.checkpoint import load_checkpoint
     from geoidec.data.base import Scene, SceneReader
     from geoidec.data.tiling import grid_windows
-    from geoidec.engine.evaluate import model_reader
     from geoidec.inference.forward import probability_fn
     from geoidec.inference.predict import predict_scene
+    from geoidec.inference.reading import SingleReader, WindowReader
 
     device = torch.device(device_name)
     ckpt = load_checkpoint(ckpt_path)
@@ -188,7 +188,7 @@ def child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, repeats: int
 
     with SceneReader(Scene(name=scene.stem, image=scene)) as reader:
         windows = grid_windows(reader.height, reader.width, TILE, TILE - OVERLAP)[:batch_size]
-        read = model_reader(reader, ckpt.normalization)
+        read = WindowReader(SingleReader(reader), [ckpt.normalization])
         x = torch.from_numpy(np.stack([read(w)[0] for w in windows]))
     predict(x)  # warm-up: first-call allocations
 

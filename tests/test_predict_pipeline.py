@@ -260,3 +260,21 @@ def test_checkpoints_are_saved_in_the_standard_layout(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "step_0.pt", model, {"step": 0})
     state = torch.load(path, weights_only=False)["state_dict"]
     assert all(t.is_contiguous() for t in state.values())
+
+
+def test_evaluation_reading_pads_with_invalid_zeros(tmp_path: Path) -> None:
+    """``mirror=False`` (evaluation): a window overhanging the scene reads as the plain
+    read_image of the whole window, normalised, 0 and invalid outside the scene."""
+    from geoidec.inference.reading import SingleReader
+
+    rng = np.random.default_rng(5)
+    path = _write(tmp_path / "small.tif", rng.integers(0, 256, (3, 40, 50), dtype=np.uint8))
+    norm = Normalization(low=(0.0,) * 3, high=(255.0,) * 3, mean=(0.5,) * 3, std=(0.25,) * 3)
+    with SceneReader(Scene(name="s", image=path)) as reader:
+        x, valid = WindowReader(SingleReader(reader), [norm], mirror=False)(Window(0, 0, 64, 64))
+        image, ok = reader.read_image(Window(0, 0, 64, 64))
+    expected = np.asarray(norm.standardize(norm.to_unit(image)), np.float32)
+    expected[:, ~ok] = 0.0
+    np.testing.assert_array_equal(x, expected)
+    np.testing.assert_array_equal(valid, ok)
+    assert ok[:40, :50].all() and not ok[40:].any() and (x[:, 40:] == 0).all()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import cast
 
 import numpy as np
 import torch
@@ -16,23 +15,9 @@ from geoidec.data.normalization import Normalization
 from geoidec.engine.distributed import all_reduce_sum, rank_and_world
 from geoidec.engine.metrics import ConfusionMatrix
 from geoidec.inference.forward import probability_fn
+from geoidec.inference.reading import SingleReader, WindowReader
 from geoidec.inference.sliding import SlidingWindowPredictor
 from geoidec.models import SegmentationModel
-
-
-def model_reader(
-    reader: SceneReader, normalization: Normalization
-) -> Callable[[Window], tuple[np.ndarray, np.ndarray]]:
-    """A ``read(window)`` for the sliding predictor: standardised image and valid mask."""
-
-    def read(window: Window) -> tuple[np.ndarray, np.ndarray]:
-        image, valid = reader.read_image(window)
-        # numpy in, numpy out
-        x = cast(np.ndarray, normalization.standardize(normalization.to_unit(image)))
-        x[:, ~valid] = 0.0
-        return x.astype(np.float32, copy=False), valid
-
-    return read
 
 
 def evaluate_scenes(
@@ -91,7 +76,8 @@ def _evaluate(model: SegmentationModel, scenes: Sequence[Scene], decoder: LabelD
         scene_progress = None if progress is None else (
             lambda done, _, before=before, total=total: progress(before + done, total))
         with SceneReader(scene, decoder) as reader:
-            bands = predictor.run(model_reader(reader, normalization), reader.height,
+            read = WindowReader(SingleReader(reader), [normalization], mirror=False)
+            bands = predictor.run(read, reader.height,
                                   reader.width, scene_progress)
             for row, probs, valid in bands:
                 pred = probs.argmax(axis=0).astype(np.uint8)

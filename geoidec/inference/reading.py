@@ -27,7 +27,7 @@ from geoidec.data.base import Scene, SceneReader
 from geoidec.data.normalization import Normalization
 from geoidec.inference.preview import PreviewSampler
 
-__all__ = ["ThreadReaders", "WindowReader", "lookup_table"]
+__all__ = ["SingleReader", "ThreadReaders", "WindowReader", "lookup_table"]
 
 LUT_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 """Raw dtypes normalised by table lookup (256 or 65,536 float32 entries per band)."""
@@ -35,6 +35,16 @@ LUT_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 
 class _Readers(Protocol):
     def get(self) -> Any: ...
+
+
+class SingleReader:
+    """One open reader, for a :class:`WindowReader` used by one thread at a time."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+
+    def get(self) -> Any:
+        return self.reader
 
 
 class ThreadReaders:
@@ -79,12 +89,14 @@ class WindowReader:
 
     ``x`` holds the bands standardised by each of ``normalizations`` in turn (a change map
     runs two models), 0 where invalid; the part of a window beyond the scene is mirrored
-    from inside (``valid`` False there). ``preview`` gets every window's raw values.
+    from inside, or 0 with ``mirror=False`` (evaluation's convention), ``valid`` False there.
+    ``preview`` gets every window's raw values.
     """
 
     def __init__(self, readers: _Readers, normalizations: Sequence[Normalization],
-                 preview: PreviewSampler | None = None) -> None:
+                 preview: PreviewSampler | None = None, mirror: bool = True) -> None:
         self.readers = readers
+        self.mirror = mirror
         self.normalizations = list(normalizations)
         self.preview = preview
         self.channels = sum(n.bands for n in self.normalizations)
@@ -142,7 +154,9 @@ class WindowReader:
     def _padded(self, reader: Any, row: int, col: int, h: int, w: int, th: int,
                 tw: int) -> tuple[np.ndarray, np.ndarray]:
         """A window overhanging the scene (or a reader without raw reads): arithmetic
-        normalisation, mirrored padding."""
+        normalisation, mirrored (or zero) padding."""
+        if not self.mirror:  # the reader pads with invalid zeros itself
+            h, w = th, tw
         image, valid = reader.read_image(Window(col, row, w, h))
         if self.preview is not None:
             self.preview.add_window(row, col, image, valid)
