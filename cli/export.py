@@ -10,6 +10,7 @@ import typer
 from geoidec.cli.options import completer
 
 from geoidec.errors import UsageError
+from geoidec.files import refuse_existing
 
 
 def export(
@@ -39,8 +40,7 @@ def export(
     if stac:
         from geoidec.inference.stac import stac_path
 
-        if stac_path(out).exists() and not overwrite:
-            raise FileExistsError(f"{stac_path(out)} exists; pass --overwrite to replace it")
+        refuse_existing(stac_path(out), overwrite=overwrite)
     result = export_onnx(model, out, step=step, opset=opset, overwrite=overwrite)
     if stac:
         from geoidec.checkpoint import load_checkpoint, resolve_checkpoint

@@ -12,6 +12,7 @@ import typer
 from geoidec.cli.options import DEVICE_METAVAR, DEVICES, completer
 
 from geoidec.errors import UsageError
+from geoidec.files import refuse_existing
 from geoidec.progress import progress_bar, window_progress
 
 
@@ -125,10 +126,7 @@ def predict(
             found = find_scenes(scenes, out)
         else:
             out = out if out is not None else scene_output(scenes[0], scenes[0].parent)
-            if out.exists() and not overwrite:
-                raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-            if stac and stac_path(out).exists() and not overwrite:
-                raise FileExistsError(f"{stac_path(out)} exists; pass --overwrite to replace it")
+            refuse_existing(out, stac_path(out) if stac else None, overwrite=overwrite)
         from geoidec.inference.distributed import PredictGroup
 
         group = PredictGroup.from_env()  # torchrun/srun: the ranks share each scene by rows

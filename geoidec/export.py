@@ -35,7 +35,7 @@ from geoidec.checkpoint import Checkpoint, load_checkpoint
 from geoidec.data.base import DataError
 from geoidec.data.normalization import Normalization
 from geoidec.errors import UsageError
-from geoidec.files import atomic_write
+from geoidec.files import atomic_write, refuse_existing
 from geoidec.models import SegmentationModel
 
 OPSET = 17
@@ -196,8 +196,7 @@ def export_onnx(source: str | Path, out: str | Path, *, step: int | None = None,
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise UsageError(f"--out {out}: an ONNX model file ends in .onnx")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    refuse_existing(out, overwrite=overwrite)
     onnx, onnxruntime = _onnx_modules()
     ckpt = load_checkpoint(source, step)
     module = ExportedSegmenter(ckpt.model, ckpt.normalization).eval()

@@ -15,7 +15,8 @@ from typing import Any
 
 from geoidec.errors import DataError
 
-__all__ = ["atomic_write", "fsync_file", "write_error", "write_json", "write_text"]
+__all__ = ["atomic_write", "fsync_file", "refuse_existing", "write_error", "write_json",
+           "write_text"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -23,6 +24,16 @@ os.umask(_UMASK)
 #: errno values that mean "this location cannot be written" (reported in one line).
 _WRITE_ERRORS = {errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT,
                  errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EFBIG}
+
+
+def refuse_existing(*paths: Path | None, overwrite: bool = False) -> None:
+    """A one-line ``FileExistsError`` for the first of ``paths`` that exists, unless
+    ``overwrite`` (``None`` entries are skipped): outputs are never replaced silently."""
+    if overwrite:
+        return
+    for path in paths:
+        if path is not None and Path(path).exists():
+            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
 
 
 def write_error(path: Path, exc: OSError) -> DataError | OSError:

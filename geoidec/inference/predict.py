@@ -55,6 +55,7 @@ from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import DataError, Scene, SceneReader, open_raster
 from geoidec.data.normalization import Normalization
 from geoidec.errors import UsageError
+from geoidec.files import refuse_existing
 from geoidec.inference.checks import check_input, check_result, log, sample_values
 from geoidec.inference.distributed import (
     PartFile,
@@ -215,11 +216,7 @@ def _check_codes(checkpoint: Checkpoint, names: list[str], codes: list[int],
 
 
 def _check_outputs_free(paths: OutputPaths, overwrite: bool) -> None:
-    if overwrite:
-        return
-    for path in paths.requested():
-        if path.exists():
-            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    refuse_existing(*paths.requested(), overwrite=overwrite)
 
 
 def _bounded_gdal_cache(func: Callable[P, R]) -> Callable[P, R]:

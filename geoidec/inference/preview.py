@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 
 from geoidec.constants import IGNORE_INDEX
+from geoidec.files import refuse_existing
 
 if TYPE_CHECKING:
     from matplotlib.typing import ColorType
@@ -117,8 +118,7 @@ def write_preview(
     from matplotlib.patches import Patch
 
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    refuse_existing(path, overwrite=overwrite)
     rows, cols = sampler.labels.shape
     alpha = np.where(sampler.valid, 255, 0).astype(np.uint8)
     if len(sampler.channels) == 3:

@@ -40,6 +40,7 @@ from rasterio.windows import Window
 from shapely.geometry import shape
 
 from geoidec.constants import IGNORE_INDEX
+from geoidec.files import refuse_existing
 
 __all__ = ["LAYER", "polygonize_class_raster"]
 
@@ -240,8 +241,7 @@ def polygonize_class_raster(
     import pyogrio
 
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    refuse_existing(out, overwrite=overwrite)
     if simplify < 0:
         raise ValueError(f"simplify must be >= 0, got {simplify}")
     if band_rows <= 0:

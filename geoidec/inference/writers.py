@@ -40,7 +40,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from geoidec.constants import IGNORE_INDEX
-from geoidec.files import atomic_write
+from geoidec.files import atomic_write, refuse_existing
 from geoidec.inference.overviews import overview_chain, remove_chain
 from geoidec.inference.rat import write_rat_sidecar
 
@@ -301,8 +301,7 @@ class RasterStream:
         threads: int = 1,
     ) -> None:
         self.path = Path(path)
-        if self.path.exists() and not overwrite:
-            raise FileExistsError(f"{self.path} exists; pass --overwrite to replace it")
+        refuse_existing(self.path, overwrite=overwrite)
         if height <= 0 or width <= 0:
             raise ValueError(f"raster size must be positive, got {height}x{width}")
         self.fmt = fmt.upper()
