@@ -549,3 +549,29 @@ def test_pod_grid_path_matches_cell_by_cell_reference() -> None:
 
     expected = torch.stack([reference(1), reference(2), reference(4)]).mean(0).mean()
     assert torch.allclose(pod_distance(new, old, scales=(1, 2, 4)), expected, atol=1e-6)
+
+
+def test_mib_logit_distillation_averages_over_the_old_classes() -> None:
+    """MiB's scaling: the one-pixel UNKD value of the example above, divided by K_old = 2."""
+    from geoidec.losses import mib_logit_distillation
+
+    new = pixels((0.0, 1.0, 2.0))
+    old = pixels((1.0, 0.0))
+    e = math.e
+    q0, q1 = e / (e + 1), 1 / (e + 1)
+    den = 1 + e + e**2
+    expected = -(q0 * math.log((1 + e**2) / den) + q1 * math.log(e / den)) / 2
+    assert mib_logit_distillation(new, old).item() == pytest.approx(expected, 1e-6)
+
+
+def test_binary_cross_entropy_hand_value_and_ignore() -> None:
+    """Per-class sigmoid BCE, mean over classes then over the non-ignored pixels:
+    pixel 1 (class 1, logits 0 and 2): (log 2 + log(1 + e^-2)) / 2; pixel 2 ignored."""
+    from geoidec.losses import binary_cross_entropy
+
+    logits = pixels((0.0, 2.0), (5.0, -5.0))
+    target = torch.tensor([[[1, 255]]])
+    expected = (math.log(2.0) + math.log(1 + math.exp(-2.0))) / 2
+    assert binary_cross_entropy(logits, target).item() == pytest.approx(expected, 1e-6)
+    nothing = binary_cross_entropy(logits.requires_grad_(), torch.full((1, 1, 2), 255))
+    assert nothing.item() == 0.0 and nothing.requires_grad

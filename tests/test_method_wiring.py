@@ -13,9 +13,9 @@ import torch
 
 from geoidec.config import MethodConfig
 from geoidec.constants import IGNORE_INDEX
+from geoidec.losses import unbiased as unbiased_mod
 from geoidec.methods import Batch, StepPlan, build_method
 from geoidec.methods import idec as idec_mod
-from geoidec.methods import mib as mib_mod
 from geoidec.models import SegOutput, build_model
 from geoidec.tasks import TaskSchedule
 
@@ -99,7 +99,8 @@ def test_logit_kd_is_divided_by_the_old_classes(
         assert old.shape[1] == NUM_OLD and new.shape[1] == NUM_OLD + 2
         return torch.tensor(1.0)
 
-    monkeypatch.setattr(idec_mod if name == "idec" else mib_mod, "unbiased_distillation", one)
+    # both methods take MiB's scaled term from the losses (losses.mib_logit_distillation)
+    monkeypatch.setattr(unbiased_mod, "unbiased_distillation", one)
     settings = {"feature_kd": False, "arcl": False} if name == "idec" else {}
     method = build_method(MethodConfig(name=name, lambda_logit_kd=6.0, **settings))
     method.start_step(_plan(), NUM_OLD)

@@ -2,7 +2,9 @@
 
 One small function per term, formula in its docstring; see ``docs/method.md``.
 
-* :mod:`.unbiased`: MiB's unbiased cross-entropy and unbiased logit distillation.
+* :mod:`.unbiased`: MiB's unbiased cross-entropy and unbiased logit distillation (and the
+  latter as MiB's code scales it, shared by MiB and IDEC).
+* :mod:`.classification`: per-class sigmoid BCE (IDEC's ``method.classification: bce``).
 * :mod:`.distillation`: feature distillation (POD with normalised cells, normalised L2, the
   authors' channel-softmax KD) and IDEC's weighted multi-layer sum; PLOP's own local POD and
   its loss over layers and logits.
@@ -10,6 +12,7 @@ One small function per term, formula in its docstring; see ``docs/method.md``.
 * :mod:`.pseudo_labels`: class-specific pseudo-labelling of the background (IDEC, PLOP).
 """
 
+from geoidec.losses.classification import binary_cross_entropy
 from geoidec.losses.contrastive import arcl_infonce, arcl_triplet, region_embeddings
 from geoidec.losses.distillation import (
     FEATURE_DISTANCES,
@@ -29,7 +32,11 @@ from geoidec.losses.pseudo_labels import (
     normalized_entropy,
     pseudo_label,
 )
-from geoidec.losses.unbiased import unbiased_cross_entropy, unbiased_distillation
+from geoidec.losses.unbiased import (
+    mib_logit_distillation,
+    unbiased_cross_entropy,
+    unbiased_distillation,
+)
 
 __all__ = [
     "FEATURE_DISTANCES",
@@ -38,11 +45,13 @@ __all__ = [
     "EntropyMedians",
     "arcl_infonce",
     "arcl_triplet",
+    "binary_cross_entropy",
     "channel_softmax_distillation",
     "entropy_pseudo_label",
     "feature_distillation",
     "fold_extra_channels",
     "local_pod_distance",
+    "mib_logit_distillation",
     "normalized_entropy",
     "normalized_l2_distance",
     "plop_pod_loss",

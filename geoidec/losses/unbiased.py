@@ -143,3 +143,12 @@ def unbiased_distillation(
         raise ValueError(f"mask shape {tuple(mask.shape)} must be {tuple(per_pixel.shape)}")
     selected = torch.where(mask, per_pixel, torch.zeros_like(per_pixel))
     return -selected.sum() / mask.sum().clamp_min(1)
+
+
+def mib_logit_distillation(new_logits: Tensor, old_logits: Tensor,
+                           temperature: float = 1.0) -> Tensor:
+    """MiB's logit distillation term as its reference code scales it: ``UNKD / K_old``
+    (:func:`unbiased_distillation` averaged over the ``K_old = old_logits.shape[1]`` old
+    classes as well as over the pixels); MiB and IDEC weight it with ``lambda_logit_kd``."""
+    return unbiased_distillation(new_logits, old_logits, temperature=temperature) / \
+        old_logits.shape[1]

@@ -29,27 +29,16 @@ from geoidec.losses import (
     DynamicThresholds,
     arcl_infonce,
     arcl_triplet,
+    binary_cross_entropy,
     feature_distillation,
+    mib_logit_distillation,
     pseudo_label,
     region_embeddings,
-    unbiased_distillation,
 )
 from geoidec.methods.base import Batch, RunningThresholds, StepPlan
 from geoidec.methods.finetune import Finetune
 
 LAYERS = ("layer1", "layer2", "layer3", "aspp")
-
-
-def binary_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-class sigmoid BCE (SSUL style, the authors' code): one-hot targets over the
-    non-ignored pixels, ``-mean[y log s(z) + (1-y) log(1-s(z))]``."""
-    valid = target != IGNORE_INDEX
-    if not valid.any():
-        return logits.sum() * 0.0
-    onehot = F.one_hot(target.clamp(max=logits.shape[1] - 1), logits.shape[1])
-    onehot = onehot.permute(0, 3, 1, 2).to(logits.dtype)
-    loss = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none").mean(1)
-    return loss[valid].mean()
 
 
 class IDEC(RunningThresholds, Finetune):
@@ -136,9 +125,8 @@ class IDEC(RunningThresholds, Finetune):
                 alpha=cfg.channel_softmax_alpha,
             )
         if cfg.logit_kd:
-            terms["loss_logit_kd"] = cfg.lambda_logit_kd * unbiased_distillation(
-                new.logits, old_logits, temperature=cfg.kd_temperature
-            ) / old_logits.shape[1]  # MiB's convention: averaged over the old classes
+            terms["loss_logit_kd"] = cfg.lambda_logit_kd * mib_logit_distillation(
+                new.logits, old_logits, temperature=cfg.kd_temperature)
         if cfg.arcl and batch.model is not None and batch.old_model is not None:
             terms["loss_arcl"] = cfg.lambda_arcl * self._arcl(batch, target)
         return terms

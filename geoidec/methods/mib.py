@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from geoidec.losses import unbiased_cross_entropy, unbiased_distillation
+from geoidec.losses import mib_logit_distillation, unbiased_cross_entropy
 from geoidec.methods.base import Batch
 from geoidec.methods.finetune import Finetune
 
@@ -23,7 +23,6 @@ class MiB(Finetune):
         logits, old_logits = batch.out.logits, batch.old_out.logits
         terms = {"loss_ce": unbiased_cross_entropy(logits, batch.target, old_logits.shape[1])}
         if cfg.logit_kd:
-            terms["loss_logit_kd"] = cfg.lambda_logit_kd * unbiased_distillation(
-                logits, old_logits, temperature=cfg.kd_temperature
-            ) / old_logits.shape[1]  # MiB's convention: averaged over the old classes
+            terms["loss_logit_kd"] = cfg.lambda_logit_kd * mib_logit_distillation(
+                logits, old_logits, temperature=cfg.kd_temperature)
         return terms
