@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from geoidec.config import MethodConfig
 from geoidec.constants import IGNORE_INDEX
 from geoidec.losses import (
+    IDEC_LAYER_WEIGHTS,
     DynamicThresholds,
     arcl_infonce,
     arcl_triplet,
@@ -38,7 +39,8 @@ from geoidec.losses import (
 from geoidec.methods.base import Batch, RunningThresholds, StepPlan
 from geoidec.methods.finetune import Finetune
 
-LAYERS = ("layer1", "layer2", "layer3", "aspp")
+LAYERS = tuple(IDEC_LAYER_WEIGHTS)
+"""Feature maps DADA distils (``method.feat_kd_weights`` gives their weights in this order)."""
 
 
 class IDEC(RunningThresholds, Finetune):

@@ -64,11 +64,12 @@ from geoidec.losses import (
 )
 from geoidec.methods.base import Batch, RunningThresholds, StepPlan
 from geoidec.methods.finetune import Finetune
+from geoidec.models.deeplab import FEATURE_NAMES
 
-#: Feature maps distilled with ``lambda_pod`` (PLOP: every backbone stage and the ASPP).
-POD_LAYERS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4", "aspp")
 #: Key of the logits among the POD entries (distilled with ``lambda_pod_logits``).
 LOGITS = "logits"
+#: Feature maps distilled with ``lambda_pod`` (PLOP: every backbone stage and the ASPP).
+POD_LAYERS: tuple[str, ...] = tuple(n for n in FEATURE_NAMES if n != LOGITS)
 
 
 def pod_factors(config: MethodConfig) -> dict[str, float]:
