@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,11 +14,28 @@ from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import LabelDecoder, Scene, SceneReader, open_raster
 from geoidec.data.normalization import Normalization
 from geoidec.engine.distributed import all_reduce_sum, rank_and_world
-from geoidec.engine.metrics import ConfusionMatrix
+from geoidec.engine.metrics import ConfusionMatrix, summarize
 from geoidec.inference.forward import probability_fn
 from geoidec.inference.reading import SingleReader, WindowReader
 from geoidec.inference.sliding import SlidingWindowPredictor
+from geoidec.methods.base import StepPlan
 from geoidec.models import SegmentationModel
+
+
+def mixed_precision(device: torch.device, precision: str) -> bool:
+    """Evaluate under CUDA autocast: on a GPU with ``train.precision: auto`` (as trained)."""
+    return device.type == "cuda" and precision == "auto"
+
+
+def step_summary(matrix: np.ndarray, names: list[str], plan: StepPlan,
+                 eval_background: bool) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """The old classes of step ``plan`` (background among them when the dataset scores it)
+    and :func:`summarize` of ``matrix`` over them, the step's new classes and all classes."""
+    old = tuple(plan.old_classes)
+    if eval_background:
+        old = (0, *old)
+    return old, summarize(matrix, class_names=names, old=old, new=plan.new_classes,
+                          include_background=eval_background, background_name=names[0])
 
 
 def evaluate_scenes(

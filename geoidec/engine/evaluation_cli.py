@@ -14,8 +14,7 @@ from geoidec.data.base import DataError, DatasetSpec
 from geoidec.data.normalization import with_fill
 from geoidec.data.registry import load_dataset
 from geoidec.devices import resolve_device
-from geoidec.engine.evaluate import evaluate_scenes
-from geoidec.engine.metrics import summarize
+from geoidec.engine.evaluate import evaluate_scenes, mixed_precision, step_summary
 from geoidec.engine.reports import steps_table
 from geoidec.methods import build_method
 from geoidec.progress import window_bar
@@ -62,11 +61,10 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
                 ckpt.model, scenes, dataset.decoder, ckpt.normalization, schedule.eval_lut(t),
                 tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
                 batch_size=cfg.eval.batch_size, device=dev, progress=bar,
+                amp=mixed_precision(dev, cfg.train.precision),
             )
         names = [c.name for c in ckpt.classes]
-        old = (0, *plan.old_classes) if dataset.eval_background else plan.old_classes
-        summary = summarize(cm.matrix, class_names=names, old=old, new=plan.new_classes,
-                            include_background=dataset.eval_background)
+        _, summary = step_summary(cm.matrix, names, plan, dataset.eval_background)
         report["steps"].append({"step": t, "step_classes": [names[c] for c in
                                                             plan.step_classes], **summary})
     return steps_table(report)

@@ -32,7 +32,7 @@ from geoidec.config import Config
 from geoidec.constants import BACKGROUND, IGNORE_INDEX
 from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene, open_raster
 from geoidec.data.normalization import Normalization, sample_pixels, with_fill
-from geoidec.engine.evaluate import evaluate_scenes_sharded
+from geoidec.engine.evaluate import evaluate_scenes_sharded, mixed_precision
 from geoidec.engine.metrics import forgetting, summarize
 from geoidec.engine.resume import ResumeState
 from geoidec.engine.run import IncrementalRun, RunResult, resume_state, start
@@ -396,8 +396,7 @@ class ExtendRun(IncrementalRun):
                     model, scenes, decoder, normalization, lut, tile=self.eval_tile,
                     overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size,
                     device=self.device,
-                    amp=self.device.type == "cuda" and cfg.train.precision == "auto",
-                    progress=progress)
+                    amp=mixed_precision(self.device, cfg.train.precision), progress=progress)
 
         self.echo(f"step {plan.step}: evaluating on " + (", ".join(
             f"{d.name} ({split})" for d, split in own + others) or "nothing (no test split "

@@ -52,9 +52,9 @@ from geoidec.engine.distributed import (
     init_process_group,
     main_only,
 )
-from geoidec.engine.evaluate import evaluate_scenes_sharded
+from geoidec.engine.evaluate import evaluate_scenes_sharded, mixed_precision, step_summary
 from geoidec.engine.loader import ChipSampler, chip_loader
-from geoidec.engine.metrics import forgetting, summarize
+from geoidec.engine.metrics import forgetting
 from geoidec.engine.module import StepModule
 from geoidec.engine.preflight import (
     nodata_messages,
@@ -470,14 +470,8 @@ class IncrementalRun:
                 model, self.eval_scenes, self.dataset.decoder, normalization,
                 self.schedule.eval_lut(plan.step), tile=self.eval_tile,
                 overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size, device=self.device,
-                amp=self.device.type == "cuda" and cfg.train.precision == "auto",
-                progress=progress)
-        old = tuple(plan.old_classes)
-        if self.dataset.eval_background:
-            old = (0, *old)
-        summary = summarize(matrix, class_names=names, old=old, new=plan.new_classes,
-                            include_background=self.dataset.eval_background,
-                            background_name=names[0])
+                amp=mixed_precision(self.device, cfg.train.precision), progress=progress)
+        old, summary = step_summary(matrix, names, plan, self.dataset.eval_background)
         self._last_cm = matrix
         return {
             "step": plan.step,
