@@ -39,11 +39,11 @@ import torch
 
 from geoidec.config import load_config
 from geoidec.data.registry import load_dataset
-from geoidec.data.synthetic import generate_isprs_sample
 from geoidec.data.transforms import TrainAugmentation
 from geoidec.engine.module import StepModule
 from geoidec.engine.run import IncrementalRun, _iterations
 from geoidec.engine.trainer import build_trainer, fit_step, quiet_lightning
+from geoidec.synthetic import generate_isprs_sample
 from geoidec.tasks import TaskSchedule
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -186,7 +186,7 @@ def samples_isprs(
 
     Example: `geoidec samples isprs --out data/potsdam_sample --resolution 0.15`
     """
-    from geoidec.data.synthetic import generate_isprs_sample
+    from geoidec.synthetic import generate_isprs_sample
 
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite or another --out")

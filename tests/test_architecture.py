@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "geoidec"
 
 LAYERS: list[tuple[str, ...]] = [
     ("constants", "errors", "files", "config", "progress", "devices"),
-    ("data",),
+    ("data", "synthetic"),
     ("tasks",),
     ("models",),
     ("checkpoint",),

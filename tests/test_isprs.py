@@ -15,7 +15,7 @@ from rasterio.windows import Window
 from geoidec.data.base import DataError, SceneReader
 from geoidec.data.isprs import potsdam, vaihingen
 from geoidec.data.registry import load_dataset
-from geoidec.data.synthetic import generate_isprs_sample
+from geoidec.synthetic import generate_isprs_sample
 
 SIZE = 64
 CLASS_NAMES = ("impervious_surfaces", "building", "low_vegetation", "tree", "car")

@@ -1,4 +1,4 @@
-"""Tests for geoidec.data.synthetic (procedural Potsdam-like samples) and the fake ISPRS data."""
+"""Tests for geoidec.synthetic (procedural Potsdam-like samples) and the fake ISPRS data."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
-from geoidec.data.synthetic import generate_isprs_sample
+from geoidec.synthetic import generate_isprs_sample
 
 PALETTE = {
     (255, 255, 255): "impervious_surfaces",
