@@ -40,7 +40,7 @@ from geoidec.inference.checks import log
 from geoidec.inference.distributed import PredictGroup
 from geoidec.inference.predict import Prediction, output_paths, predict_scene
 from geoidec.inference.rat import rat_element, write_xml
-from geoidec.inference.writers import Color, names_by_value, pixel_values, write_qml
+from geoidec.inference.style import Color, names_by_value, pixel_values, write_qml
 
 __all__ = [
     "RASTER_SUFFIXES",
