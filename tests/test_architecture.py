@@ -95,3 +95,14 @@ def test_the_checks_name_the_offending_imports(tmp_path: Path) -> None:
     assert _mutual(found) == [
         "engine <-> inference: geoidec/engine/evaluate.py:1 imports geoidec.inference.predict"
         " / geoidec/inference/predict.py:5 imports geoidec.engine.evaluate"]
+
+
+def test_every_subpackage_is_packaged() -> None:
+    """A wheel holds only the packages pyproject.toml lists (an editable install finds the
+    others anyway, so only this test notices a missing one)."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+                 ["tool"]["setuptools"]["packages"])
+    found = {"geoidec." + p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert found - listed == set(), f"add to [tool.setuptools] packages: {found - listed}"
