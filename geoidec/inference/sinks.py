@@ -71,7 +71,7 @@ class Background:
 
 
 def encode_all(chunks: Iterator[SumChunk], sink: Sinks | PartFile, k: int,
-                lut: np.ndarray | None, paths: OutputPaths, background: bool) -> None:
+               lut: np.ndarray | None, paths: OutputPaths, background: bool) -> None:
     """Turn every chunk of blended sums into output layers (in this thread: the chunks are
     views of the accumulator) and write them to ``sink``, in a background thread while the
     next chunk is predicted when ``background``."""
@@ -193,8 +193,8 @@ class Sinks:
 
 
 def predict_part(group: PredictGroup, chunks: Iterator[SumChunk], paths: OutputPaths,
-                  rows: tuple[int, int] | None, width: int, k: int, lut: np.ndarray | None,
-                  background: bool) -> PartFile:
+                 rows: tuple[int, int] | None, width: int, k: int, lut: np.ndarray | None,
+                 background: bool) -> PartFile:
     """This rank's rows into its part file; raises (on every rank) if any rank failed."""
     assert rows is not None
     part = None
@@ -221,7 +221,7 @@ def predict_part(group: PredictGroup, chunks: Iterator[SumChunk], paths: OutputP
 
 
 def merge_and_complete(group: PredictGroup, sinks: Sinks | None, out: Path, height: int,
-                        sampler: PreviewSampler | None, complete: Callable[[], int]) -> int:
+                       sampler: PreviewSampler | None, complete: Callable[[], int]) -> int:
     """After every rank wrote its part: rank 0 streams the parts, in row order, into the
     final outputs and completes them; every rank learns whether that worked. Part files are
     removed either way. Returns the polygon count (0 on the other ranks)."""
