@@ -130,7 +130,7 @@ def test_step0_trains_batchnorm_even_under_freeze_bn(
 def test_training_layout_follows_the_setting(
     fake_potsdam: Path, tmp_path: Path, spy: type[Spy], channels_last: bool
 ) -> None:
-    """``train.channels_last`` (default true): the batch, the new and the old model are in
+    """``train.channels_last`` (default false): the batch, the new and the old model are in
     the channels-last layout inside ``training_step``; false keeps the standard layout.
     Checkpoints are saved in the standard layout either way."""
     out = tmp_path / "run"
