@@ -124,14 +124,20 @@ class WindowReader:
         data, ok = reader.read_raw(Window(col, row, w, h))
         if self.preview is not None:
             self.preview.add_window(row, col, data, np.ones((h, w), bool) if ok is None else ok)
-        start = 0
-        for i, norm in enumerate(self.normalizations):
-            self._normalise(i, norm, data, out[start : start + norm.bands])
-            start += norm.bands
+        self._standardise(data, ok, out)
         if ok is None:
             valid.fill(True)
         else:
             valid[...] = ok
+
+    def _standardise(self, data: np.ndarray, ok: np.ndarray | None, out: np.ndarray) -> None:
+        """``data`` standardised by each normalisation in turn into ``out``, 0 where ``ok``
+        is False (``None``: every pixel valid)."""
+        start = 0
+        for i, norm in enumerate(self.normalizations):
+            self._normalise(i, norm, data, out[start : start + norm.bands])
+            start += norm.bands
+        if ok is not None:
             np.copyto(out, 0.0, where=~ok)
 
     def _normalise(self, i: int, norm: Normalization, data: np.ndarray,
@@ -160,12 +166,8 @@ class WindowReader:
         image, valid = reader.read_image(Window(col, row, w, h))
         if self.preview is not None:
             self.preview.add_window(row, col, image, valid)
-        parts = []
-        for norm in self.normalizations:
-            x = np.asarray(norm.standardize(norm.to_unit(image)), dtype=np.float32)
-            x[:, ~valid] = 0.0
-            parts.append(x)
-        x = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        x = np.empty((self.channels, *valid.shape), dtype=np.float32)
+        self._standardise(image, valid, x)
         if (h, w) != (th, tw):
             x = np.pad(x, ((0, 0), (0, th - h), (0, tw - w)), mode="symmetric")
             valid = np.pad(valid, ((0, th - h), (0, tw - w)))
