@@ -21,10 +21,10 @@ import torch
 from geoidec.config import Config, MethodConfig
 from geoidec.data.normalization import Normalization
 from geoidec.data.transforms import TrainAugmentation
-from geoidec.engine.module import StepModule
 from geoidec.methods import build_method
 from geoidec.models import build_model
 from geoidec.tasks import TaskSchedule
+from geoidec.training.module import StepModule
 
 
 def build_step(name: str, old, schedule, iterations: int, bands: int = 3):  # noqa: ANN001, ANN201

@@ -12,7 +12,7 @@ implied: no download), the engine's own pieces of step 0 are timed side by side:
    one DataLoader worker delivers;
 2. ``augmentation chips/s``: :class:`~geoidec.data.transforms.TrainAugmentation` (kornia,
    on the device) on batches of those chips;
-3. ``forward+backward steps/s``: the :class:`~geoidec.engine.module.StepModule`'s training
+3. ``forward+backward steps/s``: the :class:`~geoidec.training.module.StepModule`'s training
    step, backward and SGD step on one batch held on the device (the model's own limit;
    mixed precision on CUDA as training uses it);
 4. ``geoidec train`` end to end: Lightning's ``fit`` of the same module over the step's
@@ -40,11 +40,11 @@ import torch
 from geoidec.config import load_config
 from geoidec.data.registry import load_dataset
 from geoidec.data.transforms import TrainAugmentation
-from geoidec.engine.module import StepModule
-from geoidec.engine.run import IncrementalRun, _iterations
-from geoidec.engine.trainer import build_trainer, fit_step, quiet_lightning
 from geoidec.synthetic import generate_isprs_sample
 from geoidec.tasks import TaskSchedule
+from geoidec.training.module import StepModule
+from geoidec.training.run import IncrementalRun, _iterations
+from geoidec.training.trainer import build_trainer, fit_step, quiet_lightning
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from step_cost import one_step  # noqa: E402 - the same timed training step as step_cost.py

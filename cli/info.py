@@ -1,5 +1,5 @@
 """`geoidec info`: what a run folder or a checkpoint holds, as rich tables (thin; the content
-is built by geoidec.engine.model_card, the same as the run's model_card.md)."""
+is built by geoidec.runs.model_card, the same as the run's model_card.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def _cell(cell: Any) -> Any:
     """A card cell as a rich renderable (plain text, never markup; colours as squares)."""
     from rich.text import Text
 
-    from geoidec.engine.model_card import Swatch
+    from geoidec.runs.model_card import Swatch
 
     if isinstance(cell, Swatch):
         return Text.assemble(("    ", f"on {cell.hex}"), f" {cell.hex}")
@@ -21,12 +21,12 @@ def _cell(cell: Any) -> Any:
 
 
 def render_card(card: Any, console: Any) -> None:
-    """Print a :class:`geoidec.engine.model_card.Card` with rich."""
+    """Print a :class:`geoidec.runs.model_card.Card` with rich."""
     from rich.table import Table
     from rich.text import Text
 
-    from geoidec.engine.model_card import Code, Fields, Image
-    from geoidec.engine.model_card import Table as CardTable
+    from geoidec.runs.model_card import Code, Fields, Image
+    from geoidec.runs.model_card import Table as CardTable
 
     console.print(Text(card.title, style="bold"))
     for section in card.sections:
@@ -68,7 +68,7 @@ def info(
     """
     from rich.console import Console
 
-    from geoidec.engine.model_card import describe
+    from geoidec.runs.model_card import describe
 
     card = describe(path)
     console = Console(highlight=False)

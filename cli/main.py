@@ -116,7 +116,7 @@ def train(
     train.devices=4`; an interrupted run: the same command with `--resume runs/demo`.
     """
     from geoidec.api import train as train_api
-    from geoidec.engine.reports import steps_table
+    from geoidec.runs.reports import steps_table
 
     result = train_api(
         dataset, steps=steps, method=method, out=out, from_run=from_, eval_on=eval_on or (),
@@ -147,7 +147,7 @@ def evaluate(
 
     Example: `geoidec evaluate runs/demo --step 1`, `geoidec evaluate runs/v2 --on old.yaml`
     """
-    from geoidec.engine.evaluation_cli import evaluate_run
+    from geoidec.runs.evaluate import evaluate_run
 
     typer.echo(evaluate_run(run, step=step, split=split, root=root, device=device,
                             on=on or (), progress=not quiet))
@@ -163,8 +163,8 @@ def compare(
 
     Example: `geoidec compare runs/finetune runs/joint runs/mib runs/plop runs/idec`
     """
-    from geoidec.engine.compare import compare_runs
     from geoidec.files import write_text
+    from geoidec.runs.compare import compare_runs
 
     table = compare_runs(runs)
     if out is not None:
@@ -278,7 +278,7 @@ def _user_message(exc: Exception) -> str | None:
         where = f" {exc.filename}" if exc.filename else ""
         return f"cannot write{where}: {exc.strerror or exc}"
     if _is_raster_error(exc):
-        from geoidec.engine.preflight import raster_error_reason
+        from geoidec.training.preflight import raster_error_reason
 
         return (f"cannot read raster data: {raster_error_reason(exc)}; is the file truncated "
                 "or corrupt?")
@@ -287,7 +287,7 @@ def _user_message(exc: Exception) -> str | None:
 
 def _is_raster_error(exc: Exception) -> bool:
     """rasterio/GDAL read errors (truncated or corrupt files) raised while reading windows."""
-    from geoidec.engine.preflight import is_raster_error
+    from geoidec.training.preflight import is_raster_error
 
     return is_raster_error(exc)
 

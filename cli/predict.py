@@ -43,12 +43,14 @@ def _sigterm_unwinds() -> Iterator[None]:
 def latest_run(runs: Path) -> Path:
     """The most recently finished run folder under ``runs`` (a report and a checkpoint)."""
 
-    done = [p.parent for p in runs.glob("*/report.json")
-            if any((p.parent / "checkpoints").glob("step_*.pt"))] if runs.is_dir() else []
+    from geoidec.run_folder import RunFolder
+
+    folders = [RunFolder(p) for p in runs.iterdir()] if runs.is_dir() else []
+    done = [run for run in folders if run.is_finished_run()]
     if not done:
         raise UsageError(f"no --model given and no finished run under {runs}/; pass --model "
                         "RUN_FOLDER (or a step_N.pt checkpoint)")
-    return max(done, key=lambda run: (run / "report.json").stat().st_mtime)
+    return max(done, key=lambda run: run.report.stat().st_mtime).path
 
 
 def predict(
@@ -183,8 +185,8 @@ def predict(
 
 def _stac_items(ckpt: Any, predictions: list[Any]) -> list[Path]:
     """A STAC Item beside each prediction's class map."""
-    from geoidec.engine.extend import file_digest
     from geoidec.inference.stac import write_stac_item
+    from geoidec.training.extend import file_digest
 
     digest = file_digest(Path(ckpt.path))
     return [write_stac_item(p, ckpt, digest) for p in predictions]

@@ -243,7 +243,7 @@ def train(
 ) -> Any:
     """``geoidec train`` as a function (the command line calls it): train ``dataset`` (a
     dataset name or YAML) on ``steps``, or one step ``from_run`` an existing model, and
-    return the :class:`geoidec.engine.run.RunResult` (``run_dir``, ``report``).
+    return the :class:`geoidec.training.run.RunResult` (``run_dir``, ``report``).
 
     Arguments mirror the command's options; ``settings`` are ``--set`` values, as a mapping
     (``{"train.lr": 0.01}``) or ``key=value`` strings."""
@@ -251,8 +251,8 @@ def train(
 
     from geoidec.config import load_config
     from geoidec.data.registry import auto_preset, load_dataset
-    from geoidec.engine.run import train_run
     from geoidec.errors import UsageError
+    from geoidec.training.run import train_run
 
     say = echo or (lambda m: print(f"geoidec: {m}", file=sys.stderr))
     sets = [f"{k}={v}" for k, v in settings.items()] if isinstance(settings, Mapping) \
@@ -282,7 +282,7 @@ def train(
                          "another one (leave --out out)")
     step0 = Path(step0_from) if step0_from is not None else None
     if from_run is not None:
-        from geoidec.engine.extend import extend_run
+        from geoidec.training.extend import extend_run
 
         if steps is not None:
             raise UsageError("--from adds the dataset's new classes in one step; leave "

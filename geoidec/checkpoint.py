@@ -28,6 +28,7 @@ from geoidec.data.base import ClassInfo, DataError
 from geoidec.data.normalization import Normalization
 from geoidec.files import atomic_write
 from geoidec.models import SegmentationModel, build_model
+from geoidec.run_folder import RunFolder
 
 FORMAT = "geoidec.checkpoint/1"
 
@@ -91,14 +92,15 @@ def resolve_checkpoint(path: str | Path, step: int | None = None) -> Path:
     """A checkpoint file, or a run folder (its last step, or ``step``)."""
     path = Path(path)
     if path.is_dir():
-        folder = path / "checkpoints"
-        found = sorted(folder.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+        run = RunFolder(path)
+        found = run.saved_steps()
         if step is not None:
-            found = [p for p in found if p.stem == f"step_{step}"]
+            found = [t for t in found if t == step]
         if not found:
             which = f"step {step}" if step is not None else "any step"
-            raise DataError(f"no checkpoint of {which} in {folder}; is {path} a geoidec run?")
-        return found[-1]
+            raise DataError(f"no checkpoint of {which} in {run.checkpoints}; is {path} a "
+                            "geoidec run?")
+        return run.checkpoint(found[-1])
     if not path.exists():
         raise DataError(f"model not found: {path} (pass a run folder or a step_N.pt file)")
     return path

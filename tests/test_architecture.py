@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "geoidec"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("constants", "errors", "files", "config", "progress", "devices"),
+    ("constants", "errors", "files", "config", "progress", "devices", "run_folder"),
     ("data", "synthetic"),
     ("tasks",),
     ("models",),
@@ -18,7 +18,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("losses",),
     ("methods",),
     ("inference",),
-    ("engine",),  # evaluation, training, run folders
+    ("evaluation",),
+    ("runs",),  # below training: a run writes its folder through runs/
+    ("training",),
     ("export", "api"),
 ]
 """Bottom to top; ``cli/`` (outside the package) may import anything."""
@@ -83,18 +85,19 @@ def test_no_two_parts_import_each_other() -> None:
 
 
 def test_the_checks_name_the_offending_imports(tmp_path: Path) -> None:
-    """A fake package where inference imports the engine (lazily, inside a function) and
-    the engine imports inference: both checks report the file, line and module."""
+    """A fake package where inference imports evaluation (lazily, inside a function) and
+    evaluation imports inference: both checks report the file, line and module."""
     (tmp_path / "inference").mkdir()
-    (tmp_path / "engine").mkdir()
+    (tmp_path / "evaluation").mkdir()
     (tmp_path / "inference" / "predict.py").write_text(
-        "import numpy\n\n\ndef f():\n    from geoidec.engine.evaluate import g\n")
-    (tmp_path / "engine" / "evaluate.py").write_text("import geoidec.inference.predict\n")
+        "import numpy\n\n\ndef f():\n    from geoidec.evaluation.evaluate import g\n")
+    (tmp_path / "evaluation" / "evaluate.py").write_text("import geoidec.inference.predict\n")
     found = _imports(tmp_path)
-    assert _upward(found) == ["geoidec/inference/predict.py:5 imports geoidec.engine.evaluate"]
+    assert _upward(found) == ["geoidec/inference/predict.py:5 imports geoidec.evaluation.evaluate"]
     assert _mutual(found) == [
-        "engine <-> inference: geoidec/engine/evaluate.py:1 imports geoidec.inference.predict"
-        " / geoidec/inference/predict.py:5 imports geoidec.engine.evaluate"]
+        "evaluation <-> inference: geoidec/evaluation/evaluate.py:1 imports "
+        "geoidec.inference.predict / geoidec/inference/predict.py:5 imports "
+        "geoidec.evaluation.evaluate"]
 
 
 def test_every_subpackage_is_packaged() -> None:

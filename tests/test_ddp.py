@@ -21,10 +21,10 @@ from tiny_geotiffs import make_dataset
 
 from geoidec.checkpoint import load_checkpoint
 from geoidec.data.registry import load_dataset
-from geoidec.engine.distributed import state_digest
-from geoidec.engine.evaluate import evaluate_scenes
-from geoidec.engine.metrics import summarize
+from geoidec.evaluation.evaluate import evaluate_scenes
+from geoidec.evaluation.metrics import summarize
 from geoidec.tasks import TaskSchedule
+from geoidec.training.distributed import state_digest
 
 TINY = ["--iterations", "3", "--batch-size", "2", "--tile-size", "32",
         "--set", "model.aspp_channels=16", "--set", "eval.overlap=8", "--quiet",

@@ -108,7 +108,7 @@ def test_incremental_step_modes_and_frozen_old_model(
 def test_step0_trains_batchnorm_even_under_freeze_bn(
     fake_potsdam: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from geoidec.engine import module as module_mod
+    from geoidec.training import module as module_mod
 
     modes: list[set[bool]] = []
     original = module_mod.StepModule.training_step

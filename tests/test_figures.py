@@ -18,8 +18,8 @@ CLASSES = ["clutter", "impervious_surfaces", "building", "low_vegetation", "tree
 @pytest.fixture(scope="module")
 def run(fake_potsdam: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained 4-1 IDEC run (pseudo-label statistics at step 1) with figures and card."""
-    from geoidec.engine.figures import write_run_figures
-    from geoidec.engine.model_card import write_model_card
+    from geoidec.runs.figures import write_run_figures
+    from geoidec.runs.model_card import write_model_card
 
     out = tmp_path_factory.mktemp("figures") / "idec"
     result = run_cli(["train", "isprs", "--root", str(fake_potsdam), "--steps", "4-1",
@@ -49,7 +49,7 @@ def test_figures_are_png_of_sensible_size_and_not_blank(run: Path) -> None:
 
 
 def test_confusion_drops_the_unevaluated_background_row(run: Path) -> None:
-    from geoidec.engine.figures import draw_confusion, read_confusion_csv
+    from geoidec.runs.figures import draw_confusion, read_confusion_csv
 
     names, matrix = read_confusion_csv(run / "metrics" / "step_1_confusion.csv")
     assert names == CLASSES
@@ -60,7 +60,7 @@ def test_confusion_drops_the_unevaluated_background_row(run: Path) -> None:
 
 
 def test_model_card_lists_classes_metrics_figures_and_usage(run: Path) -> None:
-    from geoidec.engine.reports import steps_table
+    from geoidec.runs.reports import steps_table
 
     card = (run / "model_card.md").read_text()
     report = json.loads((run / "report.json").read_text())
@@ -80,7 +80,7 @@ def test_method_settings_keep_only_the_relevant_keys() -> None:
     import dataclasses
 
     from geoidec.config import MethodConfig
-    from geoidec.engine.model_card import method_settings
+    from geoidec.runs.model_card import method_settings
 
     cfg = dataclasses.asdict(MethodConfig())
     assert [k for k, _ in method_settings("mib", cfg)] == [

@@ -25,7 +25,7 @@ from geoidec.data.normalization import (
     detect_fill_values,
     with_fill,
 )
-from geoidec.engine.reports import steps_table
+from geoidec.runs.reports import steps_table
 
 H, W = 40, 50
 #: Band 2 of :func:`_uint16` is 0 here: 10 x 30 = 300 of the 2000 pixels, 15 %.

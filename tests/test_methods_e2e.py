@@ -118,8 +118,8 @@ def test_train_on_val_adds_the_held_out_scenes(fake_potsdam: Path, tmp_path: Pat
 
     from geoidec.config import Config
     from geoidec.data.isprs import potsdam
-    from geoidec.engine.run import IncrementalRun
     from geoidec.tasks import TaskSchedule
+    from geoidec.training.run import IncrementalRun
 
     spec = potsdam(fake_potsdam)
     train = spec.scenes("train")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from geoidec.engine.metrics import (
+from geoidec.evaluation.metrics import (
     ConfusionMatrix,
     drop_gt_rows,
     forgetting,

@@ -18,8 +18,8 @@ import torch
 from conftest import report_without_timings, run_cli, run_main
 from tiny_geotiffs import make_dataset
 
-from geoidec.engine.distributed import state_digest
-from geoidec.engine.run import IncrementalRun
+from geoidec.training.distributed import state_digest
+from geoidec.training.run import IncrementalRun
 
 #: 12 iterations per step of 2 accumulated batches, a partial checkpoint every 3: a kill
 #: lands inside a step.

@@ -23,7 +23,7 @@ from conftest import assert_one_line_error, run_cli, run_main
 
 from geoidec.checkpoint import FORMAT, load_checkpoint
 from geoidec.config import Config
-from geoidec.engine.reports import steps_table
+from geoidec.runs.reports import steps_table
 
 TINY = ["--iterations", "3", "--batch-size", "2", "--tile-size", "32",
         "--set", "model.aspp_channels=16", "--set", "eval.overlap=8", "--quiet"]
@@ -508,7 +508,7 @@ def test_evaluation_progress_counts_the_windows_of_every_scene(tmp_path: Path) -
 
     from geoidec.data.normalization import Normalization
     from geoidec.data.registry import load_dataset
-    from geoidec.engine.evaluate import evaluate_scenes
+    from geoidec.evaluation.evaluate import evaluate_scenes
     from geoidec.models import build_model
 
     spec = load_dataset(str(make_dataset(tmp_path, train=1, test=2, size=48)))

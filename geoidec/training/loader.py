@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from geoidec.engine.distributed import rank_and_world
+from geoidec.devices import rank_and_world
 
 
 class ChipSampler(Sampler[int]):

@@ -12,7 +12,6 @@ thresholds of an uninterrupted run.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +24,12 @@ from lightning.pytorch.callbacks import Callback
 from geoidec.config import Config, ConfigError, read_yaml
 from geoidec.data.base import DataError, DatasetSpec
 from geoidec.data.normalization import Normalization
-from geoidec.engine.loader import ChipSampler
-from geoidec.engine.step_state import method_snapshot, restore_method, restore_rng, rng_state
 from geoidec.files import fsync_file, write_error
 from geoidec.methods import Method, StepPlan
+from geoidec.run_folder import RunFolder
 from geoidec.tasks import TaskSchedule
+from geoidec.training.loader import ChipSampler
+from geoidec.training.step_state import method_snapshot, restore_method, restore_rng, rng_state
 
 #: Settings that may differ when resuming: they change where and how fast, not what is learnt.
 RUNTIME_KEYS = frozenset({
@@ -39,22 +39,9 @@ RUNTIME_KEYS = frozenset({
 PARTIAL_FORMAT = "geoidec.partial/1"
 
 
-def partial_path(run_dir: Path, step: int) -> Path:
-    """Where the step in progress is saved."""
-    return Path(run_dir) / "checkpoints" / f"step_{step}.partial.ckpt"
-
-
 def _flatten(tree: dict[str, Any]) -> dict[str, Any]:
     return {f"{section}.{key}": value for section, values in tree.items()
             for key, value in (values or {}).items()}
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {path} ({exc.__class__.__name__}); the run folder is "
-                        "damaged") from None
 
 
 @dataclass
@@ -70,18 +57,15 @@ class ResumeState:
     @classmethod
     def load(cls, run_dir: Path) -> ResumeState:
         """Read ``task.json``, ``config.yaml`` and ``report.json`` (if any) of ``run_dir``."""
-        run_dir = Path(run_dir)
-        if not (run_dir / "task.json").is_file():
-            raise DataError(f"cannot resume {run_dir}: not a geoidec run folder (no task.json)")
-        task = _read_json(run_dir / "task.json")
+        run = RunFolder(run_dir)
+        task = run.read_task("cannot resume")
         try:
-            config = read_yaml(run_dir / "config.yaml")
+            config = read_yaml(run.config)
         except ConfigError as exc:
             raise DataError(f"cannot resume {run_dir}: {exc}") from None
-        report_file = run_dir / "report.json"
-        report = _read_json(report_file) if report_file.is_file() else None
+        report = run.read_report_if_any()
         entries = {int(e["step"]): e for e in (report or {}).get("steps", [])}
-        return cls(run_dir, task, config or {}, report, entries)
+        return cls(run.path, task, config or {}, report, entries)
 
     @property
     def normalization(self) -> Normalization:
@@ -117,7 +101,7 @@ class ResumeState:
         """The leading steps whose checkpoint and report entry both exist."""
         done = []
         for plan in plans:
-            ckpt = self.run_dir / "checkpoints" / f"step_{plan.step}.pt"
+            ckpt = RunFolder(self.run_dir).checkpoint(plan.step)
             if not (ckpt.is_file() and plan.step in self.entries):
                 break
             done.append(plan)
@@ -213,4 +197,4 @@ class PartialCheckpoint(Callback):
             trainer.callback_metrics[self.KEY] = torch.tensor(self.resumed_at)
 
 
-__all__ = ["PartialCheckpoint", "ResumeState", "RUNTIME_KEYS", "partial_path"]
+__all__ = ["PartialCheckpoint", "ResumeState", "RUNTIME_KEYS"]

@@ -13,8 +13,8 @@ from rasterio.windows import Window
 from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import LabelDecoder, Scene, SceneReader, open_raster
 from geoidec.data.normalization import Normalization
-from geoidec.engine.distributed import all_reduce_sum, rank_and_world
-from geoidec.engine.metrics import ConfusionMatrix, summarize
+from geoidec.devices import all_reduce_sum, rank_and_world
+from geoidec.evaluation.metrics import ConfusionMatrix, summarize
 from geoidec.inference.forward import probability_fn
 from geoidec.inference.reading import SingleReader, WindowReader
 from geoidec.inference.sliding import SlidingWindowPredictor

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from geoidec.data.base import DataError
 from geoidec.files import atomic_write
+from geoidec.run_folder import RunFolder
 
 FIGURES = "figures"
 MIOU = "miou_per_step.png"
@@ -41,39 +41,7 @@ _MAX_ANNOTATED = 900
 # ----------------------------------------------------------------------------- inputs
 def load_run_report(run_dir: Path) -> dict[str, Any]:
     """``RUN/report.json``; a one-line :class:`DataError` when absent or unreadable."""
-    path = Path(run_dir) / "report.json"
-    if not path.is_file():
-        raise DataError(f"no report.json in {run_dir}; is it a geoidec run folder?")
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path} is not readable JSON ({exc.__class__.__name__})") from None
-    if not isinstance(report, dict) or not isinstance(report.get("steps"), list):
-        raise DataError(f"{path} is not a geoidec report (no 'steps' list)")
-    return report
-
-
-def load_task(run_dir: Path) -> dict[str, Any]:
-    """``RUN/task.json``, or ``{}`` when absent or unreadable (figures then use defaults)."""
-    path = Path(run_dir) / "task.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def read_confusion_csv(path: Path) -> tuple[list[str], np.ndarray]:
-    """A ``metrics/step_T_confusion.csv``: class names and the (truth, prediction) counts."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if len(rows) < 2:
-        raise DataError(f"{path} holds no confusion matrix")
-    names = rows[0][1:]
-    matrix = np.array([[float(v) for v in row[1:]] for row in rows[1:]], dtype=np.float64)
-    if matrix.shape != (len(names), len(names)):
-        raise DataError(f"{path} is not a square confusion matrix with class names")
-    return names, matrix
+    return RunFolder(run_dir).read_report()
 
 
 def has_pseudo_labels(report: dict[str, Any]) -> bool:
@@ -290,20 +258,19 @@ def write_run_figures(run_dir: Path) -> list[Path]:
     of the confusion matrix is dropped when the dataset does not evaluate it) and the last
     step's ``metrics/step_T_confusion.csv`` (the confusion figure is skipped if absent).
     """
-    run_dir = Path(run_dir)
-    report = load_run_report(run_dir)
+    run = RunFolder(run_dir)
+    report = run.read_report()
     if not report["steps"]:
         return []
-    task = load_task(run_dir)
-    out = run_dir / FIGURES
+    task = run.read_task_or_empty()
+    out = run.figures
     written = [
         _save(draw_miou(report), out / MIOU),
         _save(draw_iou_heatmap(report), out / HEATMAP),
     ]
     last = int(report["steps"][-1]["step"])
-    confusion = run_dir / "metrics" / f"step_{last}_confusion.csv"
-    if confusion.is_file():
-        names, matrix = read_confusion_csv(confusion)
+    if run.confusion_csv(last).is_file():
+        names, matrix = run.read_confusion(last)
         drop = not bool(task.get("eval_background", True))
         written.append(_save(draw_confusion(names, matrix, last, drop), out / CONFUSION))
     if has_pseudo_labels(report):
@@ -311,4 +278,4 @@ def write_run_figures(run_dir: Path) -> list[Path]:
     return written
 
 
-__all__ = ["planned_figures", "write_run_figures", "load_run_report", "read_confusion_csv"]
+__all__ = ["planned_figures", "write_run_figures", "load_run_report"]

@@ -19,8 +19,9 @@ import yaml
 
 from geoidec.checkpoint import FORMAT, resolve_checkpoint
 from geoidec.data.base import DataError
-from geoidec.engine.figures import load_run_report, load_task, planned_figures
-from geoidec.engine.reports import classes_table, steps_table
+from geoidec.run_folder import RunFolder
+from geoidec.runs.figures import planned_figures
+from geoidec.runs.reports import classes_table, steps_table
 from geoidec.files import write_text
 
 CARD_NAME = "model_card.md"
@@ -124,27 +125,6 @@ def read_checkpoint_meta(path: str | Path, step: int | None = None) -> dict[str,
     meta = {k: v for k, v in payload.items() if k != "state_dict"}
     meta["path"] = str(file)
     return meta
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _scene_lists(run_dir: Path) -> dict[int, list[str]]:
-    """``RUN/steps/step_T_scenes.txt`` per step (training scenes each step used)."""
-    found: dict[int, list[str]] = {}
-    for path in (run_dir / "steps").glob("step_*_scenes.txt"):
-        try:
-            step = int(path.name.split("_")[1])
-        except (IndexError, ValueError):
-            continue
-        found[step] = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-                       if line.strip()]
-    return dict(sorted(found.items()))
 
 
 # ------------------------------------------------------------------------- formatting
@@ -340,11 +320,12 @@ def run_card(run_dir: Path) -> Card:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"run folder not found: {run_dir}")
-    report = load_run_report(run_dir)
-    meta = load_task(run_dir)
+    run = RunFolder(run_dir)
+    report = run.read_report()
+    meta = run.read_task_or_empty()
     if not meta:
         raise DataError(f"no readable task.json in {run_dir}; is it a geoidec run folder?")
-    config = _read_yaml(run_dir / "config.yaml")
+    config = run.read_config_or_empty()
     try:
         ckpt = read_checkpoint_meta(run_dir)
     except DataError:
@@ -374,7 +355,7 @@ def run_card(run_dir: Path) -> Card:
         _classes_section(ckpt.get("classes") or [], task, method, meta.get("eval_background")),
         _input_section(meta),
         _method_section(method, report.get("label"), config, ckpt.get("model")),
-        _data_section(meta, config, report, _scene_lists(run_dir)),
+        _data_section(meta, config, report, run.read_scene_lists()),
         *[x for x in [_lineage_section(meta)] if x is not None],
         Section("Metrics per step", metrics),
         Section("Figures", figures),
@@ -417,9 +398,10 @@ def describe(path: Path) -> Card:
     if not path.exists():
         raise DataError(f"not found: {path} (pass a run folder or a step_N.pt checkpoint)")
     if path.is_dir():
-        if (path / "report.json").is_file():
+        run = RunFolder(path)
+        if run.report.is_file():
             return run_card(path)
-        if any((path / "checkpoints").glob("step_*.pt")):
+        if run.has_checkpoints():
             return checkpoint_card(path)
         raise DataError(f"{path} is not a geoidec run folder (no report.json, no checkpoints/)")
     return checkpoint_card(path)
@@ -443,7 +425,7 @@ def _figure_alt(path: str) -> str:
 
 # ---------------------------------------------------------------------------- markdown
 def table_from_markdown(text: str) -> Table:
-    """A pipe table (as :mod:`geoidec.engine.reports` writes them) as a :class:`Table`;
+    """A pipe table (as :mod:`geoidec.runs.reports` writes them) as a :class:`Table`;
     :func:`card_markdown` renders it back to the same text."""
     lines = [line.strip() for line in text.strip().splitlines()]
 

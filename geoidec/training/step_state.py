@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from geoidec.engine.distributed import encode
 from geoidec.methods import Method
+from geoidec.training.distributed import encode
 
 _PLAIN = (bool, int, float, str, type(None))
 #: Method attributes that are set up by the engine, not learnt during the step.

@@ -23,7 +23,6 @@ import copy
 import dataclasses
 import logging
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -44,40 +43,40 @@ from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene, open_ras
 from geoidec.data.chips import ChipDataset, build_class_grid, plan_chips
 from geoidec.data.normalization import Normalization, compute_normalization, with_fill
 from geoidec.data.transforms import TrainAugmentation
-from geoidec.devices import resolve_device
-from geoidec.engine.distributed import (
-    Launch,
-    barrier,
-    detect_launch,
-    init_process_group,
-    main_only,
-)
-from geoidec.engine.evaluate import evaluate_scenes_sharded, mixed_precision, step_summary
-from geoidec.engine.loader import ChipSampler, chip_loader
-from geoidec.engine.metrics import forgetting
-from geoidec.engine.module import StepModule
-from geoidec.engine.preflight import (
-    nodata_messages,
-    reading,
-    unlisted_label_values,
-    unlisted_values_message,
-)
-from geoidec.engine.reports import (
+from geoidec.devices import barrier, resolve_device
+from geoidec.errors import UsageError
+from geoidec.evaluation.evaluate import evaluate_scenes_sharded, mixed_precision, step_summary
+from geoidec.evaluation.metrics import forgetting
+from geoidec.files import write_error, write_json, write_text
+from geoidec.methods import Method, StepPlan, build_method
+from geoidec.models import SegmentationModel, build_model
+from geoidec.progress import window_bar
+from geoidec.run_folder import RunFolder
+from geoidec.runs.reports import (
     confusion_csv,
     log_evaluation,
     pseudo_label_csv,
     report_markdown,
     step_csv,
 )
-from geoidec.engine.resume import PartialCheckpoint, ResumeState, partial_path
-from geoidec.engine.step_state import StepOutcome, restore_method
-from geoidec.engine.trainer import build_trainer, fit_step, quiet_lightning
-from geoidec.errors import UsageError
-from geoidec.files import write_error, write_json, write_text
-from geoidec.methods import Method, StepPlan, build_method
-from geoidec.models import SegmentationModel, build_model
-from geoidec.progress import window_bar
 from geoidec.tasks import TaskSchedule
+from geoidec.training.distributed import (
+    Launch,
+    detect_launch,
+    init_process_group,
+    main_only,
+)
+from geoidec.training.loader import ChipSampler, chip_loader
+from geoidec.training.module import StepModule
+from geoidec.training.preflight import (
+    nodata_messages,
+    reading,
+    unlisted_label_values,
+    unlisted_values_message,
+)
+from geoidec.training.resume import PartialCheckpoint, ResumeState
+from geoidec.training.step_state import StepOutcome, restore_method
+from geoidec.training.trainer import build_trainer, fit_step, quiet_lightning
 
 log = logging.getLogger("geoidec")
 
@@ -190,6 +189,11 @@ class IncrementalRun:
         self.report: dict[str, Any] = {}
         self.normalization: Normalization | None = None
         self.grids: list = []
+
+    @property
+    def folder(self) -> RunFolder:
+        """Where this run writes (``run_dir`` is set again once the folder is prepared)."""
+        return RunFolder(self.run_dir)
 
     def _evaluation_scenes(self) -> tuple[Scene, ...]:
         """Scenes evaluated after every step (``eval.split``; an error when there are none)."""
@@ -315,7 +319,7 @@ class IncrementalRun:
                             f"{protocol} protocol")
         if self.writes:
             names = "\n".join(self.train_scenes[i].name for i in keep)
-            write_text(self.run_dir / "steps" / f"step_{plan.step}_scenes.txt", names + "\n")
+            write_text(self.folder.scene_list(plan.step), names + "\n")
         return keep
 
     @property
@@ -348,9 +352,8 @@ class IncrementalRun:
         assert normalization is not None
         meta = self._task_meta(normalization)
         if self.writes and self.resume is None:
-            write_text(self.run_dir / "config.yaml",
-                       yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-            write_json(self.run_dir / "task.json", meta)
+            write_text(self.folder.config, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            write_json(self.folder.task, meta)
         augmentation = TrainAugmentation(
             cfg.augment,
             rgb_bands=self.dataset.rgb_bands,
@@ -416,7 +419,7 @@ class IncrementalRun:
         loader = self._loader(plan, self.grids, normalization, iterations, keep)
         module = StepModule(model, self.method, plan, normalization, augmentation,
                             cfg.train, iterations, old_model=previous)
-        partial = partial_path(self.run_dir, plan.step)
+        partial = self.folder.partial_checkpoint(plan.step)
         sampler = loader.sampler
         assert isinstance(sampler, ChipSampler)
         callbacks = [StepOutcome(self.method),
@@ -452,7 +455,7 @@ class IncrementalRun:
         """Record every process's weight digest (logs/step_T/ranks.json); they must agree."""
         if len(digests) < 2 or not self.writes:
             return
-        write_json(self.run_dir / "logs" / f"step_{plan.step}" / "ranks.json",
+        write_json(self.folder.logs / f"step_{plan.step}" / "ranks.json",
                    {"step": plan.step, "digests": digests})
         if len(set(digests)) != 1:
             self.echo(f"warning: step {plan.step}: the DDP processes ended with different "
@@ -488,7 +491,7 @@ class IncrementalRun:
                      history: list[dict[str, Any]]) -> SegmentationModel:
         """Take step 0 (model and report entry) from another run of the same set-up."""
         from geoidec.checkpoint import load_checkpoint
-        from geoidec.engine.compare import load_report
+        from geoidec.runs.compare import load_report
 
         source = Path(self.step0_from)  # type: ignore[arg-type]
         ckpt = load_checkpoint(source, 0)
@@ -511,14 +514,14 @@ class IncrementalRun:
         self.echo(f"step 0: reusing the model of {source}")
         names = [c.name for c in ckpt.classes]
         history.append(entry["per_class_iou"])
-        self._last_cm = _read_confusion(source / "metrics" / "step_0_confusion.csv")
+        self._last_cm = RunFolder(source).read_confusion(0)[1].astype(np.int64)
         self._save_step(plan, ckpt.model, meta, names, entry)
         return ckpt.model.eval()
 
     def _write_figures(self) -> None:
         """Plots and model card after every step; a plotting failure never stops a run."""
-        from geoidec.engine.figures import write_run_figures
-        from geoidec.engine.model_card import write_model_card
+        from geoidec.runs.figures import write_run_figures
+        from geoidec.runs.model_card import write_model_card
 
         try:
             write_run_figures(self.run_dir)
@@ -536,7 +539,8 @@ class IncrementalRun:
                    names: list[str], entry: dict[str, Any]) -> None:
         """Checkpoint, metrics, report and figures of a finished step (rank 0 only); the
         step's partial checkpoint is removed last."""
-        entry["checkpoint"] = os.path.join("checkpoints", f"step_{plan.step}.pt")
+        entry["checkpoint"] = (self.folder.checkpoint(plan.step)
+                               .relative_to(self.run_dir).as_posix())
         self.report["steps"].append(entry)
         if self.writes:
             self._write_step(plan, model, meta, names, entry)
@@ -555,24 +559,19 @@ class IncrementalRun:
             "nodata_code": self.dataset.nodata_code,
             "config": self.config.to_dict(),
         }
-        save_checkpoint(self.run_dir / entry["checkpoint"], model, ckpt_meta)
-        write_text(self.run_dir / "metrics" / f"step_{plan.step}.csv", step_csv(entry))
-        write_text(self.run_dir / "metrics" / f"step_{plan.step}_confusion.csv",
-                   confusion_csv(self._last_cm, names))
+        run = self.folder
+        save_checkpoint(run.checkpoint(plan.step), model, ckpt_meta)
+        write_text(run.step_metrics(plan.step), step_csv(entry))
+        write_text(run.confusion_csv(plan.step), confusion_csv(self._last_cm, names))
         if "pseudo_labels" in entry.get("method_stats", {}):
-            write_text(self.run_dir / "metrics" / f"step_{plan.step}_pseudo_labels.csv",
+            write_text(run.step_metrics(plan.step, "pseudo_labels"),
                        pseudo_label_csv(entry["method_stats"]))
-        write_json(self.run_dir / "report.json", self.report)
-        write_text(self.run_dir / "report.md", report_markdown(self.report))
+        write_json(run.report, self.report)
+        write_text(run.report_md, report_markdown(self.report))
         if self.config.train.logger == "tensorboard":
-            log_evaluation(self.run_dir / "logs" / "evaluation", entry)
+            log_evaluation(run.logs / "evaluation", entry)
         self._write_figures()
-        partial_path(self.run_dir, plan.step).unlink(missing_ok=True)
-
-
-def _read_confusion(path: Path) -> np.ndarray:
-    rows = path.read_text().strip().splitlines()[1:]
-    return np.array([[int(v) for v in row.split(",")[1:]] for row in rows], dtype=np.int64)
+        run.partial_checkpoint(plan.step).unlink(missing_ok=True)
 
 
 def _pct(value: float | None) -> str:

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
@@ -145,29 +144,6 @@ def init_process_group(launch: Launch) -> None:
     dist.init_process_group(backend, rank=launch.rank, world_size=launch.world_size)
 
 
-def barrier() -> None:
-    """Wait for every process (no-op in a single process)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's global rank and the number of processes (0, 1 outside DDP)."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def all_reduce_sum(array: np.ndarray, device: torch.device) -> np.ndarray:
-    """Element-wise sum of ``array`` over every process (itself outside DDP)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return array
-    target = device if dist.get_backend() == "nccl" else torch.device("cpu")
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(target)
-    dist.all_reduce(tensor)
-    return tensor.cpu().numpy()
-
-
 def main_only(func: Callable[[str], None], launch: Launch) -> Callable[[str], None]:
     """``func`` on rank 0, a no-op elsewhere (messages are printed once)."""
     if launch.is_main:
@@ -222,14 +198,11 @@ class SyncRanks(Callback):
 __all__ = [
     "Launch",
     "SyncRanks",
-    "all_reduce_sum",
-    "barrier",
     "check_train_settings",
     "decode",
     "detect_launch",
     "encode",
     "init_process_group",
     "main_only",
-    "rank_and_world",
     "state_digest",
 ]

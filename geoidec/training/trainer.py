@@ -15,10 +15,10 @@ from torch.utils.data import DataLoader
 
 from geoidec.config import Config
 from geoidec.data.base import DataError
-from geoidec.engine.distributed import Launch, SyncRanks, decode
-from geoidec.engine.step_state import StepOutcome
+from geoidec.training.distributed import Launch, SyncRanks, decode
+from geoidec.training.step_state import StepOutcome
 
-#: ``callback_metrics`` key of :class:`geoidec.engine.resume.PartialCheckpoint`.
+#: ``callback_metrics`` key of :class:`geoidec.training.resume.PartialCheckpoint`.
 RESUMED_KEY = "geoidec_resumed_at"
 
 

@@ -8,15 +8,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from geoidec.data.base import DataError
+from geoidec.errors import DataError
+from geoidec.run_folder import RunFolder
 
 
 def load_report(run: Path) -> dict[str, Any]:
     """A run's report.json, or a one-line error."""
-    path = Path(run) / "report.json"
-    if not path.exists():
-        raise DataError(f"{run} has no report.json; is it a finished geoidec run?")
-    return json.loads(path.read_text())
+    return RunFolder(run).read_report()
 
 
 def _label(report: dict[str, Any], run: Path) -> str:

@@ -7,7 +7,7 @@ to the model's by name (case, spaces, ``_`` and ``-`` ignored): a known name kee
 index, a new name becomes a new output (in the dataset's order). Label values the dataset
 does not list are background, as in the overlapped protocol, so the method's pseudo-labels
 recover the old classes there. The step is step T + 1 of the parent's lineage, trained like
-any incremental step of :class:`~geoidec.engine.run.IncrementalRun` (same chips, seeds,
+any incremental step of :class:`~geoidec.training.run.IncrementalRun` (same chips, seeds,
 method and settings), which makes ``--from`` give the metrics the one-dataset schedule gives.
 
 Evaluation is by class name: the new dataset's test split scores the classes it lists (its
@@ -32,15 +32,17 @@ from geoidec.config import Config
 from geoidec.constants import BACKGROUND, IGNORE_INDEX
 from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene, open_raster
 from geoidec.data.normalization import Normalization, sample_pixels, with_fill
-from geoidec.engine.evaluate import evaluate_scenes_sharded, mixed_precision
-from geoidec.engine.metrics import forgetting, summarize
-from geoidec.engine.resume import ResumeState
-from geoidec.engine.run import IncrementalRun, RunResult, resume_state, start
 from geoidec.errors import UsageError
+from geoidec.evaluation.by_name import evaluate_by_name, summary_by_name
+from geoidec.evaluation.evaluate import evaluate_scenes_sharded, mixed_precision
+from geoidec.evaluation.metrics import forgetting
 from geoidec.methods import StepPlan
 from geoidec.models import SegmentationModel
 from geoidec.progress import window_bar
+from geoidec.run_folder import RunFolder
 from geoidec.tasks import TaskSchedule, normalise_name
+from geoidec.training.resume import ResumeState
+from geoidec.training.run import IncrementalRun, RunResult, resume_state, start
 
 #: A band whose mean (in the model's [0, 1] scaling) moved by more than this many of the
 #: training data's standard deviations, or whose spread changed by more than this factor,
@@ -87,7 +89,7 @@ def lineage_of(meta: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     schedule = TaskSchedule.from_dict(meta["task"])
     dataset = meta.get("dataset") or {}
     name = dataset.get("name") if isinstance(dataset, dict) else str(dataset)
-    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    run = RunFolder.of_checkpoint(path).path
     return [{"step": t, "classes": schedule.step_class_names(t), "dataset": name,
              "run": str(run.resolve()), "method": meta.get("method")}
             for t in range(min(int(meta["step"]), schedule.num_steps - 1) + 1)]
@@ -254,70 +256,6 @@ def statistics_shift(dataset: DatasetSpec, normalization: Normalization,
     return out
 
 
-# ----------------------------------------------------------------------------- evaluation
-def eval_lut(model_names: Sequence[str], dataset: DatasetSpec) -> tuple[np.ndarray, list[int],
-                                                                         list[str]]:
-    """Dataset index -> model index by class name, for scoring a model on ``dataset``.
-
-    Returns the lookup table, the model indices the dataset scores (the classes it lists and
-    the model knows; background too when the dataset evaluates it), and the dataset's class
-    names the model does not know (not scored). Background is not scored otherwise: in a
-    dataset that lists only some classes it may hold the others.
-    """
-    model = {normalise_name(n): i for i, n in enumerate(model_names) if i > 0}
-    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    scored, unknown = [], []
-    if dataset.eval_background:
-        lut[BACKGROUND] = BACKGROUND
-        scored.append(BACKGROUND)
-    for index, info in enumerate(dataset.classes, start=1):
-        hit = model.get(normalise_name(info.name))
-        if hit is None:
-            unknown.append(info.name)
-        else:
-            lut[index] = hit
-            scored.append(hit)
-    return lut, sorted(scored), unknown
-
-
-def summary_by_name(matrix: np.ndarray, names: Sequence[str], scored: Sequence[int],
-                    old_classes: Sequence[int]) -> dict[str, Any]:
-    """Old / new / all scores of the classes a by-name evaluation scored."""
-    old = [c for c in scored if c == BACKGROUND or c in old_classes]
-    new = [c for c in scored if c not in old]
-    return summarize(matrix, class_names=list(names), old=old, new=new,
-                     include_background=BACKGROUND in scored, background_name=names[0])
-
-
-def evaluate_by_name(evaluate: Callable[[Sequence, Any, np.ndarray], np.ndarray],
-                     model_names: Sequence[str], datasets: Sequence[tuple[DatasetSpec, str]],
-                     normalization: Normalization,
-                     echo: Callable[[str], None]) -> tuple[np.ndarray | None, list[int],
-                                                           list[dict[str, Any]]]:
-    """Score a model on several (dataset, split) pairs by class name; returns the pooled
-    confusion matrix (None when nothing was scored), the classes scored and one record per
-    dataset (``dataset``, ``split``, ``scenes``, ``classes``, ``matrix``)."""
-    pooled: np.ndarray | None = None
-    scored_all: set[int] = set()
-    records = []
-    for dataset, split in datasets:
-        lut, scored, unknown = eval_lut(model_names, dataset)
-        if unknown:
-            echo(f"warning: {dataset.name} lists {', '.join(unknown)}, which the model does "
-                 "not know; not scored")
-        if not scored:
-            echo(f"warning: {dataset.name} lists no class the model knows; not scored")
-            continue
-        scenes = with_fill(dataset.scenes(split), normalization)
-        matrix = evaluate(scenes, dataset.decoder, lut)
-        pooled = matrix if pooled is None else pooled + matrix
-        scored_all.update(scored)
-        records.append({"dataset": dataset.name, "split": split, "scenes": len(scenes),
-                        "classes": [model_names[c] for c in scored], "matrix": matrix,
-                        "scored": scored})
-    return pooled, sorted(scored_all), records
-
-
 # ----------------------------------------------------------------------------- the run
 class ExtendRun(IncrementalRun):
     """One incremental step from a parent model on a dataset of new labels (``--from``)."""
@@ -456,13 +394,10 @@ __all__ = [
     "extend_run",
     "Parent",
     "check_inputs",
-    "eval_lut",
-    "evaluate_by_name",
     "lineage_of",
     "load_parent",
     "match_classes",
     "statistics_shift",
     "step_plan",
-    "summary_by_name",
 ]
 

@@ -14,10 +14,12 @@ from geoidec.data.base import DataError, DatasetSpec
 from geoidec.data.normalization import with_fill
 from geoidec.data.registry import load_dataset
 from geoidec.devices import resolve_device
-from geoidec.engine.evaluate import evaluate_scenes, mixed_precision, step_summary
-from geoidec.engine.reports import steps_table
+from geoidec.evaluation.by_name import evaluate_by_name, summary_by_name
+from geoidec.evaluation.evaluate import evaluate_scenes, mixed_precision, step_summary
+from geoidec.runs.reports import steps_table
 from geoidec.methods import build_method
 from geoidec.progress import window_bar
+from geoidec.run_folder import RunFolder
 from geoidec.tasks import TaskSchedule
 
 
@@ -30,10 +32,7 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
     lists matched to the model's by name (pooled into one table row per step); a ``--from``
     run is always scored that way (its dataset lists only some classes).
     """
-    task_file = Path(run) / "task.json"
-    if not task_file.exists():
-        raise DataError(f"{run} is not a geoidec run folder (no task.json)")
-    task = json.loads(task_file.read_text())
+    task = RunFolder(run).read_task()
     ds_meta = task["dataset"]
     source = ds_meta.get("yaml") or ds_meta["name"]
     if on or task.get("parent"):
@@ -73,9 +72,7 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
 def _evaluate_by_name(run: Path, step: int | None, split: str, datasets: Sequence[DatasetSpec],
                       device: Any, progress: bool = True) -> str:
     """Every saved step (or ``step``) scored on ``datasets`` by class name."""
-    from geoidec.engine.extend import evaluate_by_name, summary_by_name
-
-    found = sorted(int(p.stem.split("_")[1]) for p in (run / "checkpoints").glob("step_*.pt"))
+    found = RunFolder(run).saved_steps()
     steps = [step] if step is not None else found
     report: dict[str, Any] = {"steps": []}
     for t in steps:

@@ -1,1 +1,0 @@
-"""geoidec.engine"""
