@@ -7,16 +7,12 @@ Main entry points: :func:`build_model` and :class:`SegmentationModel` (``forward
 raising :class:`WeightsError` with a one-line message).
 """
 
-from geoidec.models.backbones import (
-    BACKBONES,
-    Backbone,
-    LoadedWeights,
-    WeightsError,
-    adapt_first_conv,
-    load_backbone_weights,
-)
+from geoidec.models.backbone_base import Backbone
+from geoidec.models.backbones import BACKBONES
 from geoidec.models.deeplab import FEATURE_NAMES, SegmentationModel, SegOutput, build_model
 from geoidec.models.heads import ASPP, IncrementalClassifier
+from geoidec.models.weight_sources import WeightsError
+from geoidec.models.weights import LoadedWeights, adapt_first_conv, load_backbone_weights
 
 __all__ = [
     "ASPP",

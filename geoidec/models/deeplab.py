@@ -8,12 +8,8 @@ from typing import Any, NamedTuple
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from geoidec.models.backbones import (
-    Backbone,
-    build_backbone,
-    canonical_backbone_name,
-    load_backbone_weights,
-)
+from geoidec.models.backbone_base import Backbone
+from geoidec.models.backbones import build_backbone, canonical_backbone_name
 from geoidec.models.heads import (
     ASPP,
     HEADS,
@@ -21,6 +17,7 @@ from geoidec.models.heads import (
     LRASPPContext,
     atrous_rates_for,
 )
+from geoidec.models.weights import load_backbone_weights
 
 __all__ = ["FEATURE_NAMES", "SegOutput", "SegmentationModel", "build_model"]
 
@@ -233,7 +230,7 @@ def build_model(
         aspp_channels: width of the ASPP output (and classifier input).
         output_stride: 16 (last stage dilated) or 8 (last two stages dilated).
         weights: ``"none"``, ``"imagenet"`` or a local checkpoint path; see
-            :func:`~geoidec.models.backbones.load_backbone_weights`. Only the backbone is
+            :func:`~geoidec.models.weights.load_backbone_weights`. Only the backbone is
             initialised from it.
         dropout: dropout probability before the classifier.
         first_stride: 2 (the backbone's own stem) or 1 (no downsampling in the stem: every
