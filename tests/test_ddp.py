@@ -22,7 +22,7 @@ from tiny_geotiffs import make_dataset
 from geoidec.checkpoint import load_checkpoint
 from geoidec.data.registry import load_dataset
 from geoidec.evaluation.evaluate import evaluate_scenes
-from geoidec.evaluation.metrics import summarize
+from geoidec.evaluation.summary import summarize
 from geoidec.tasks import TaskSchedule
 from geoidec.training.distributed import state_digest
 

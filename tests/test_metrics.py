@@ -12,12 +12,11 @@ import torch
 from geoidec.evaluation.metrics import (
     ConfusionMatrix,
     drop_gt_rows,
-    forgetting,
     per_class_f1,
     per_class_iou,
     pixel_accuracy,
-    summarize,
 )
+from geoidec.evaluation.summary import forgetting, summarize
 
 # 0 = background, 1..3 = classes, 255 = ignore
 TARGET = np.array([[0, 1, 1, 2], [2, 2, 3, 255], [0, 3, 1, 1]], dtype=np.uint8)

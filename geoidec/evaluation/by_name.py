@@ -11,7 +11,7 @@ import numpy as np
 from geoidec.constants import BACKGROUND, IGNORE_INDEX
 from geoidec.data.base import DatasetSpec
 from geoidec.data.normalization import Normalization, with_fill
-from geoidec.evaluation.metrics import summarize
+from geoidec.evaluation.summary import summarize
 from geoidec.tasks import normalise_name
 
 

@@ -14,7 +14,8 @@ from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import LabelDecoder, Scene, SceneReader, open_raster
 from geoidec.data.normalization import Normalization
 from geoidec.devices import all_reduce_sum, rank_and_world
-from geoidec.evaluation.metrics import ConfusionMatrix, summarize
+from geoidec.evaluation.metrics import ConfusionMatrix
+from geoidec.evaluation.summary import summarize
 from geoidec.inference.forward import probability_fn
 from geoidec.inference.reading import SingleReader, WindowReader
 from geoidec.inference.sliding import SlidingWindowPredictor

@@ -10,35 +10,31 @@ Notation: ``M`` is a (K, K) confusion matrix, rows = ground truth, columns = pre
     F1_c  = 2 TP_c / (2 TP_c + FP_c + FN_c)
 
 A class with ``TP + FP + FN == 0`` (absent from both ground truth and predictions) has an
-undefined score: the functions return NaN for it and the means skip it.
+undefined score: the functions return NaN for it (and the summary's means skip it).
 
-Background handling (docs/protocol.md, "Metrics"): when background is not an evaluated class
-(ISPRS, ADE20K) the pixels whose *ground truth* is background (row 0) are removed before any
-score is computed, so predicting a class on a background pixel is not a false positive;
-predicting background on a real class's pixel still is a false negative of that class (column
-0 stays). When background is evaluated (Pascal VOC) it is an ordinary class and belongs to the
-"old" group.
+The old / new / all summary of one evaluation and forgetting are in
+:mod:`geoidec.evaluation.summary`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from geoidec.constants import BACKGROUND, IGNORE_INDEX
+from geoidec.constants import IGNORE_INDEX
 
 __all__ = [
     "ConfusionMatrix",
+    "as_matrix",
+    "check_classes",
     "drop_gt_rows",
-    "forgetting",
     "per_class_f1",
     "per_class_iou",
     "pixel_accuracy",
-    "summarize",
 ]
 
 
@@ -170,14 +166,16 @@ class ConfusionMatrix:
 
 
 # ----------------------------------------------------------------- scores
-def _as_matrix(cm: np.ndarray | ConfusionMatrix) -> np.ndarray:
+def as_matrix(cm: np.ndarray | ConfusionMatrix) -> np.ndarray:
+    """``cm``'s counts as a float64 (K, K) array; ValueError unless square."""
     m = cm.matrix if isinstance(cm, ConfusionMatrix) else np.asarray(cm)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"confusion matrix must be square, got shape {m.shape}")
     return m.astype(np.float64)
 
 
-def _check_classes(classes: Iterable[int], k: int) -> list[int]:
+def check_classes(classes: Iterable[int], k: int) -> list[int]:
+    """``classes`` as a list of ints; ValueError for any outside ``[0, k)``."""
     out = [int(c) for c in classes]
     bad = [c for c in out if not 0 <= c < k]
     if bad:
@@ -189,7 +187,7 @@ def drop_gt_rows(cm: np.ndarray | ConfusionMatrix, rows: Iterable[int]) -> np.nd
     """Copy of ``cm`` with the given ground-truth rows zeroed: those pixels are excluded from
     every score (they count as neither false positives nor false negatives)."""
     m = (cm.matrix if isinstance(cm, ConfusionMatrix) else np.asarray(cm)).copy()
-    for r in _check_classes(rows, m.shape[0]):
+    for r in check_classes(rows, m.shape[0]):
         m[r, :] = 0
     return m
 
@@ -205,10 +203,10 @@ def per_class_iou(cm: np.ndarray | ConfusionMatrix, classes: Sequence[int]) -> d
     NaN where ``TP + FP + FN == 0``. To exclude ground-truth background first, pass
     ``drop_gt_rows(cm, [0])``.
     """
-    m = _as_matrix(cm)
+    m = as_matrix(cm)
     tp, fp, fn = _tp_fp_fn(m)
     out = {}
-    for c in _check_classes(classes, m.shape[0]):
+    for c in check_classes(classes, m.shape[0]):
         denom = tp[c] + fp[c] + fn[c]
         out[c] = float(tp[c] / denom) if denom > 0 else math.nan
     return out
@@ -219,10 +217,10 @@ def per_class_f1(cm: np.ndarray | ConfusionMatrix, classes: Sequence[int]) -> di
 
     NaN where ``TP + FP + FN == 0``.
     """
-    m = _as_matrix(cm)
+    m = as_matrix(cm)
     tp, fp, fn = _tp_fp_fn(m)
     out = {}
-    for c in _check_classes(classes, m.shape[0]):
+    for c in check_classes(classes, m.shape[0]):
         denom = 2 * tp[c] + fp[c] + fn[c]
         out[c] = float(2 * tp[c] / denom) if denom > 0 else math.nan
     return out
@@ -234,123 +232,7 @@ def pixel_accuracy(cm: np.ndarray | ConfusionMatrix, classes: Sequence[int]) -> 
 
     Predictions of any class (also ones outside ``classes``) count as errors.
     """
-    m = _as_matrix(cm)
-    idx = _check_classes(classes, m.shape[0])
+    m = as_matrix(cm)
+    idx = check_classes(classes, m.shape[0])
     total = m[idx, :].sum()
     return float(m[idx, idx].sum() / total) if total > 0 else math.nan
-
-
-def _nanmean(values: Iterable[float]) -> float | None:
-    finite = [v for v in values if not math.isnan(v)]
-    return float(sum(finite) / len(finite)) if finite else None
-
-
-def _clean(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
-
-
-def summarize(
-    cm: np.ndarray | ConfusionMatrix,
-    *,
-    class_names: Sequence[str],
-    old: Sequence[int],
-    new: Sequence[int],
-    include_background: bool,
-    background_name: str = "background",
-) -> dict[str, Any]:
-    """JSON-safe scores for one evaluation (one step), from the whole-set confusion matrix.
-
-    Args:
-        cm: (K, K) matrix in model index space (index 0 = background).
-        class_names: names by model index. Either K names (``class_names[0]`` names the
-            background) or K - 1 names for indices 1..K-1 (e.g.
-            ``TaskSchedule.model_class_names()``), in which case ``background_name`` names 0.
-        old: evaluated classes learnt before this step; includes 0 when background is
-            evaluated (VOC). At step 0 pass the step's classes here and ``new=[]``.
-        new: evaluated classes learnt at this step.
-        include_background: if False, ground-truth background pixels (row 0) are dropped
-            before scoring and 0 must not be in ``old``/``new``; if True, 0 must be in one.
-
-    Returns:
-        ``{"miou_old", "miou_new", "miou_all", "per_class_iou", "per_class_f1",
-        "pixel_accuracy", "mean_f1"}``: fractions in [0, 1]. The means skip undefined (NaN)
-        classes and are None when nothing is left (e.g. ``miou_new`` at step 0); undefined
-        per-class scores are None. The per-class dicts map ``name -> score`` over old + new.
-        ``pixel_accuracy`` is over pixels of the evaluated classes.
-    """
-    m = _as_matrix(cm)
-    k = m.shape[0]
-    if len(class_names) == k:
-        names = [str(n) for n in class_names]
-    elif len(class_names) == k - 1:
-        names = [background_name] + [str(n) for n in class_names]
-    else:
-        raise ValueError(
-            f"class_names has {len(class_names)} names but the confusion matrix has {k} "
-            f"classes; give {k} names (background first) or {k - 1} (background excluded)"
-        )
-    if len(set(names)) != len(names):
-        raise ValueError(f"class names must be unique: {names}")
-    old_idx = _check_classes(old, k)
-    new_idx = _check_classes(new, k)
-    if set(old_idx) & set(new_idx):
-        raise ValueError(f"classes {sorted(set(old_idx) & set(new_idx))} are both old and new")
-    evaluated = old_idx + new_idx
-    if len(set(evaluated)) != len(evaluated):
-        raise ValueError(f"a class appears twice in old/new: old={old_idx}, new={new_idx}")
-    if include_background and BACKGROUND not in evaluated:
-        raise ValueError("include_background=True but background (0) is not in old or new")
-    if not include_background:
-        if BACKGROUND in evaluated:
-            raise ValueError("include_background=False but background (0) was passed in old/new")
-        m = drop_gt_rows(m, [BACKGROUND])
-
-    iou = per_class_iou(m, evaluated)
-    f1 = per_class_f1(m, evaluated)
-    miou_old = _nanmean(iou[c] for c in old_idx)
-    miou_new = _nanmean(iou[c] for c in new_idx)
-    return {
-        "miou_old": miou_old,
-        "miou_new": miou_new,
-        "miou_all": _nanmean(iou[c] for c in evaluated),
-        "per_class_iou": {names[c]: _clean(iou[c]) for c in evaluated},
-        "per_class_f1": {names[c]: _clean(f1[c]) for c in evaluated},
-        "pixel_accuracy": _clean(pixel_accuracy(m, evaluated)) if evaluated else None,
-        "mean_f1": _nanmean(f1[c] for c in evaluated),
-    }
-
-
-def _per_class(scores: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Accept either a ``{name: iou}`` dict or a :func:`summarize` result."""
-    inner = scores.get("per_class_iou")
-    return inner if isinstance(inner, Mapping) else scores
-
-
-def _score(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
-
-
-def forgetting(
-    history: Sequence[Mapping[str, float | None]], current: Mapping[str, float | None]
-) -> dict[str, float]:
-    """Forgetting per class: ``max_{s < now} IoU_c(s) - IoU_c(now)``.
-
-    ``history`` holds the per-class IoU dicts (``{name: iou}``, or whole :func:`summarize`
-    results) of the earlier steps, ``current`` the one of this step. Only classes with a
-    defined IoU both in some earlier step and now are reported (new classes are not), in
-    ``current``'s order. Positive = forgotten, negative = improved.
-    """
-    now = _per_class(current)
-    past = [_per_class(h) for h in history]
-    out: dict[str, float] = {}
-    for name, value in now.items():
-        cur = _score(value)
-        if cur is None:
-            continue
-        before = [s for h in past if (s := _score(h.get(name))) is not None]
-        if before:
-            out[name] = max(before) - cur
-    return out

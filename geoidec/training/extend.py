@@ -35,7 +35,7 @@ from geoidec.data.normalization import Normalization, sample_pixels, with_fill
 from geoidec.errors import UsageError
 from geoidec.evaluation.by_name import evaluate_by_name, summary_by_name
 from geoidec.evaluation.evaluate import evaluate_scenes_sharded, mixed_precision
-from geoidec.evaluation.metrics import forgetting
+from geoidec.evaluation.summary import forgetting
 from geoidec.methods import StepPlan
 from geoidec.models import SegmentationModel
 from geoidec.progress import window_bar
@@ -400,4 +400,3 @@ __all__ = [
     "statistics_shift",
     "step_plan",
 ]
-

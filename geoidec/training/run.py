@@ -46,7 +46,7 @@ from geoidec.data.transforms import TrainAugmentation
 from geoidec.devices import barrier, resolve_device
 from geoidec.errors import UsageError
 from geoidec.evaluation.evaluate import evaluate_scenes_sharded, mixed_precision, step_summary
-from geoidec.evaluation.metrics import forgetting
+from geoidec.evaluation.summary import forgetting
 from geoidec.files import write_error, write_json, write_text
 from geoidec.methods import Method, StepPlan, build_method
 from geoidec.models import SegmentationModel, build_model
