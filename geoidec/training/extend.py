@@ -400,3 +400,4 @@ __all__ = [
     "statistics_shift",
     "step_plan",
 ]
+
