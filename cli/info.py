@@ -13,7 +13,7 @@ def _cell(cell: Any) -> Any:
     """A card cell as a rich renderable (plain text, never markup; colours as squares)."""
     from rich.text import Text
 
-    from geoidec.runs.model_card import Swatch
+    from geoidec.runs.card import Swatch
 
     if isinstance(cell, Swatch):
         return Text.assemble(("    ", f"on {cell.hex}"), f" {cell.hex}")
@@ -21,12 +21,12 @@ def _cell(cell: Any) -> Any:
 
 
 def render_card(card: Any, console: Any) -> None:
-    """Print a :class:`geoidec.runs.model_card.Card` with rich."""
+    """Print a :class:`geoidec.runs.card.Card` with rich."""
     from rich.table import Table
     from rich.text import Text
 
-    from geoidec.runs.model_card import Code, Fields, Image
-    from geoidec.runs.model_card import Table as CardTable
+    from geoidec.runs.card import Code, Fields, Image
+    from geoidec.runs.card import Table as CardTable
 
     console.print(Text(card.title, style="bold"))
     for section in card.sections:

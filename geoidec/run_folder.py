@@ -34,7 +34,7 @@ import yaml
 
 from geoidec.errors import DataError
 
-__all__ = ["RunFolder"]
+__all__ = ["RunFolder", "read_confusion_csv"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,10 @@ class RunFolder:
         """``metrics/step_T_confusion.csv``."""
         return self.step_metrics(step, "confusion")
 
+    def figure(self, name: str) -> Path:
+        """``figures/NAME``."""
+        return self.figures / name
+
     def scene_list(self, step: int) -> Path:
         """``steps/step_T_scenes.txt``."""
         return self.steps_dir / f"step_{step}_scenes.txt"
@@ -115,6 +119,13 @@ class RunFolder:
         file = Path(file)
         parent = file.parent
         return RunFolder(parent.parent if parent.name == "checkpoints" else parent)
+
+    def relative(self, path: str | Path) -> str:
+        """``path`` relative to the run folder (POSIX), or as given when outside it."""
+        try:
+            return Path(path).relative_to(self.path).as_posix()
+        except ValueError:
+            return str(path)
 
     # ------------------------------------------------------------------------- what is there
     def saved_steps(self) -> list[int]:
@@ -172,13 +183,7 @@ class RunFolder:
 
     def read_confusion(self, step: int) -> tuple[list[str], np.ndarray]:
         """Class names and the (truth, prediction) counts of step ``step``."""
-        path = self.confusion_csv(step)
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.reader(f))
-        except OSError as exc:
-            raise DataError(f"cannot read {path} ({exc.__class__.__name__})") from None
-        return _confusion_rows(rows, path)
+        return read_confusion_csv(self.confusion_csv(step))
 
     def read_scene_lists(self) -> dict[int, list[str]]:
         """The training scenes of each step (``steps/step_T_scenes.txt``), by step."""
@@ -204,7 +209,13 @@ def _json_object(path: Path) -> dict[str, Any]:
     return data
 
 
-def _confusion_rows(rows: list[list[str]], path: Path) -> tuple[list[str], np.ndarray]:
+def read_confusion_csv(path: Path) -> tuple[list[str], np.ndarray]:
+    """A ``metrics/step_T_confusion.csv``: class names and the (truth, prediction) counts."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except OSError as exc:
+        raise DataError(f"cannot read {path} ({exc.__class__.__name__})") from None
     if len(rows) < 2:
         raise DataError(f"{path} holds no confusion matrix")
     names = rows[0][1:]

@@ -49,7 +49,8 @@ def test_figures_are_png_of_sensible_size_and_not_blank(run: Path) -> None:
 
 
 def test_confusion_drops_the_unevaluated_background_row(run: Path) -> None:
-    from geoidec.runs.figures import draw_confusion, read_confusion_csv
+    from geoidec.run_folder import read_confusion_csv
+    from geoidec.runs.figures import draw_confusion
 
     names, matrix = read_confusion_csv(run / "metrics" / "step_1_confusion.csv")
     assert names == CLASSES
@@ -80,7 +81,7 @@ def test_method_settings_keep_only_the_relevant_keys() -> None:
     import dataclasses
 
     from geoidec.config import MethodConfig
-    from geoidec.runs.model_card import method_settings
+    from geoidec.runs.card_sections import method_settings
 
     cfg = dataclasses.asdict(MethodConfig())
     assert [k for k, _ in method_settings("mib", cfg)] == [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,10 +15,10 @@ from geoidec.data.registry import load_dataset
 from geoidec.devices import resolve_device
 from geoidec.evaluation.by_name import evaluate_by_name, summary_by_name
 from geoidec.evaluation.evaluate import evaluate_scenes, mixed_precision, step_summary
-from geoidec.runs.reports import steps_table
 from geoidec.methods import build_method
 from geoidec.progress import window_bar
 from geoidec.run_folder import RunFolder
+from geoidec.runs.reports import steps_table
 from geoidec.tasks import TaskSchedule
 
 

@@ -15,8 +15,6 @@ atomically (rendered beside its final name, then renamed).
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,11 +25,17 @@ import numpy as np
 from geoidec.files import atomic_write
 from geoidec.run_folder import RunFolder
 
-FIGURES = "figures"
 MIOU = "miou_per_step.png"
 HEATMAP = "iou_heatmap.png"
 CONFUSION = "confusion_last_step.png"
 PSEUDO = "pseudo_labels.png"
+#: What each figure shows (the alt text of its link in the model card).
+TITLES = {
+    MIOU: "mIoU per step (old, new, all classes)",
+    HEATMAP: "IoU per class and step",
+    CONFUSION: "Row-normalised confusion matrix of the last step",
+    PSEUDO: "Pseudo-labelled pixels per old class and step",
+}
 
 _DPI = 100
 #: Above this many cells, values are not written into the heatmap / confusion cells.
@@ -39,23 +43,19 @@ _MAX_ANNOTATED = 900
 
 
 # ----------------------------------------------------------------------------- inputs
-def load_run_report(run_dir: Path) -> dict[str, Any]:
-    """``RUN/report.json``; a one-line :class:`DataError` when absent or unreadable."""
-    return RunFolder(run_dir).read_report()
-
-
 def has_pseudo_labels(report: dict[str, Any]) -> bool:
     """Whether any step reports ``method_stats.pseudo_labels``."""
     return any((e.get("method_stats") or {}).get("pseudo_labels") for e in report["steps"])
 
 
 def planned_figures(report: dict[str, Any]) -> list[str]:
-    """Names (relative to the run folder) of the figures :func:`write_run_figures` draws for
-    this report, so a model card can link them before or after they are drawn."""
+    """File names (in ``RUN/figures/``, :meth:`RunFolder.figure`) of the figures
+    :func:`write_run_figures` draws for this report, so a model card can link them before or
+    after they are drawn."""
     names = [MIOU, HEATMAP, CONFUSION]
     if has_pseudo_labels(report):
         names.append(PSEUDO)
-    return [f"{FIGURES}/{n}" for n in names]
+    return names
 
 
 # ---------------------------------------------------------------------------- drawing
@@ -121,7 +121,10 @@ def draw_miou(report: dict[str, Any]) -> Any:
     return fig
 
 
-def _annotate(ax: Any, values: np.ndarray, fmt: str, fontsize: float) -> None:
+def _annotate(ax: Any, values: np.ndarray, fmt: str, fontsize: float,
+              dark_high: bool = False) -> None:
+    """Write each defined value (percent) into its cell, white on dark cells: below 50 %, or
+    above 50 % for a colour map that is dark at high values (``dark_high``)."""
     rows, cols = values.shape
     if rows * cols > _MAX_ANNOTATED:
         return
@@ -130,9 +133,9 @@ def _annotate(ax: Any, values: np.ndarray, fmt: str, fontsize: float) -> None:
             v = values[i, j]
             if math.isnan(v):
                 continue
-            color = "white" if v < 50 else "black"  # viridis is dark at low values
-            ax.text(j, i, fmt.format(v), ha="center", va="center", color=color,
-                    fontsize=fontsize)
+            dark = v > 50 if dark_high else v < 50
+            ax.text(j, i, fmt.format(v), ha="center", va="center",
+                    color="white" if dark else "black", fontsize=fontsize)
 
 
 def _grey_cmap(name: str) -> Any:
@@ -185,14 +188,7 @@ def draw_confusion(names: Sequence[str], matrix: np.ndarray, step: int,
     ax.set_yticks(range(len(rows)), [names[r] for r in rows], fontsize=small)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    # dark cells take white text: Blues is dark above ~50 %
-    if share.size <= _MAX_ANNOTATED:
-        for i in range(share.shape[0]):
-            for j in range(share.shape[1]):
-                v = share[i, j]
-                if not math.isnan(v):
-                    ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
-                            color="white" if v > 50 else "black")
+    _annotate(ax, share, "{:.0f}", 7, dark_high=True)  # Blues is dark above ~50 %
     fig.colorbar(image, ax=ax, label="share of the true class's pixels (%)")
     note = f" ({names[0]} not evaluated)" if drop_background and n > 1 else ""
     ax.set_title(f"Confusion matrix, step {step}, row-normalised{note}", fontsize=10)
@@ -263,19 +259,19 @@ def write_run_figures(run_dir: Path) -> list[Path]:
     if not report["steps"]:
         return []
     task = run.read_task_or_empty()
-    out = run.figures
     written = [
-        _save(draw_miou(report), out / MIOU),
-        _save(draw_iou_heatmap(report), out / HEATMAP),
+        _save(draw_miou(report), run.figure(MIOU)),
+        _save(draw_iou_heatmap(report), run.figure(HEATMAP)),
     ]
     last = int(report["steps"][-1]["step"])
     if run.confusion_csv(last).is_file():
         names, matrix = run.read_confusion(last)
         drop = not bool(task.get("eval_background", True))
-        written.append(_save(draw_confusion(names, matrix, last, drop), out / CONFUSION))
+        written.append(_save(draw_confusion(names, matrix, last, drop),
+                             run.figure(CONFUSION)))
     if has_pseudo_labels(report):
-        written.append(_save(draw_pseudo_labels(report), out / PSEUDO))
+        written.append(_save(draw_pseudo_labels(report), run.figure(PSEUDO)))
     return written
 
 
-__all__ = ["planned_figures", "write_run_figures", "load_run_report"]
+__all__ = ["planned_figures", "write_run_figures"]
