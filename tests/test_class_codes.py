@@ -33,9 +33,10 @@ from geoidec.checkpoint import Checkpoint, load_checkpoint
 from geoidec.data.base import ClassInfo, DataError
 from geoidec.data.geotiff import load_geotiff_dataset
 from geoidec.data.normalization import Normalization
+from geoidec.inference.class_raster import write_class_raster
 from geoidec.inference.predict import predict_scene
+from geoidec.inference.raster_stream import RasterStream
 from geoidec.inference.rat import read_rat_sidecar
-from geoidec.inference.writers import RasterStream, write_class_raster
 
 VALUES = (5, 7, 9)
 COLOURS = ("#1b7837", "#4575b4", "#fee090")

@@ -289,8 +289,8 @@ def test_vectors_random_map_matches_single_band(tmp_path: Path) -> None:
     """Any band height gives the polygons of a one-band polygonisation (areas per class)."""
     import geopandas as gpd
 
+    from geoidec.inference.class_raster import write_class_raster
     from geoidec.inference.vectors import polygonize_class_raster
-    from geoidec.inference.writers import write_class_raster
 
     labels = blocks(61, 47, seed=3, size=3)
     labels[np.random.default_rng(4).random(labels.shape) < 0.05] = 255
@@ -314,8 +314,8 @@ def test_min_area_sieves_like_the_whole_map_in_any_band_height(tmp_path: Path) -
     import geopandas as gpd
     import rasterio.features
 
+    from geoidec.inference.class_raster import write_class_raster
     from geoidec.inference.vectors import polygonize_class_raster
-    from geoidec.inference.writers import write_class_raster
 
     rng = np.random.default_rng(5)
     labels = blocks(61, 47, seed=6, size=4)

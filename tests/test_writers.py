@@ -14,7 +14,8 @@ import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 
-from geoidec.inference.writers import write_class_raster, write_qml
+from geoidec.inference.class_raster import write_class_raster
+from geoidec.inference.style import write_qml
 
 H, W = 300, 200
 NAMES = ["background", "building", "tree"]
@@ -236,7 +237,7 @@ def test_palette_png(tmp_path: Path) -> None:
 
 
 def test_stream_chunks_any_order_and_two_phase_commit(tmp_path: Path) -> None:
-    from geoidec.inference.writers import RasterStream
+    from geoidec.inference.raster_stream import RasterStream
 
     data = np.arange(3 * H * W, dtype=np.int64).reshape(3, H, W) % 101
     stream = RasterStream(tmp_path / "p.tif", height=H, width=W, count=3, crs="EPSG:32633",

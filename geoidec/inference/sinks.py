@@ -15,12 +15,13 @@ import numpy as np
 from geoidec.checkpoint import Checkpoint
 from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import DataError
+from geoidec.inference.class_raster import ClassRasterStream
 from geoidec.inference.distributed import PartFile, PredictGroup, merge_preview_rows, read_part
 from geoidec.inference.layers import code_table, layer_count, output_layers
 from geoidec.inference.outputs import CHANGE_CLASSES, CHANGE_COLORS, OutputPaths
 from geoidec.inference.preview import PreviewSampler
+from geoidec.inference.raster_stream import RasterStream
 from geoidec.inference.strips import SumChunk
-from geoidec.inference.writers import ClassRasterStream, RasterStream
 
 __all__ = ["CONTINUOUS", "Background", "Sinks", "encode_all", "merge_and_complete",
            "predict_part", "release_freed_memory"]

@@ -3,7 +3,7 @@
 A class map's pixels hold each class's value: its index, or its code when the classes carry
 codes (a user's own label values). :func:`write_qml` writes the paletted style QGIS loads
 beside the raster; :func:`class_metadata` and :func:`names_by_value` give the metadata
-written into the raster itself (see :mod:`geoidec.inference.writers`).
+written into the raster itself (see :mod:`geoidec.inference.class_raster`).
 """
 
 from __future__ import annotations
