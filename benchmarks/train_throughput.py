@@ -43,7 +43,8 @@ from geoidec.data.transforms import TrainAugmentation
 from geoidec.synthetic import generate_isprs_sample
 from geoidec.tasks import TaskSchedule
 from geoidec.training.module import StepModule
-from geoidec.training.run import IncrementalRun, _iterations
+from geoidec.training.run import IncrementalRun
+from geoidec.training.step_setup import step_iterations
 from geoidec.training.trainer import build_trainer, fit_step, quiet_lightning
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -180,8 +181,8 @@ def main() -> None:
         "end_to_end_steps_per_s": e2e,
         "end_to_end_fraction": e2e / fb_rate,
         "workers_needed": fb_rate * args.batch_size / per_worker,
-        "planned_iterations_at_preset": _iterations(base, plan, len(keep),
-                                                    base.train.batch_size),
+        "planned_iterations_at_preset": step_iterations(base, plan, len(keep),
+                                                        base.train.batch_size),
     }
     print(f"# train throughput: {args.preset} preset ({cfg.model.backbone}, "
           f"{cfg.data.tile_size} px chips), batch {args.batch_size}, {device}, "

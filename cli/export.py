@@ -45,7 +45,7 @@ def export(
     if stac:
         from geoidec.checkpoint import load_checkpoint, resolve_checkpoint
         from geoidec.inference.stac import write_model_item
-        from geoidec.training.extend import file_digest
+        from geoidec.training.parent import file_digest
 
         source = resolve_checkpoint(model, step)
         write_model_item(result.path, load_checkpoint(source), file_digest(source),

@@ -14,24 +14,25 @@ Evaluation is by class name: the new dataset's test split scores the classes it 
 background is not scored: it may hold old classes), and every ``--eval-on`` dataset scores
 the classes it lists, pooled into one confusion matrix, which then gives the step's
 old / new / all mIoU (old = the lineage's step-0 classes).
+
+The parent is read by :mod:`.parent`, the classes matched by :mod:`.class_match`, and the new
+images checked against the model's by :mod:`.guard_rails`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from geoidec.checkpoint import Checkpoint, load_checkpoint
 from geoidec.config import Config
-from geoidec.constants import BACKGROUND, IGNORE_INDEX
-from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene, open_raster
-from geoidec.data.normalization import Normalization, sample_pixels, with_fill
+from geoidec.data.base import DatasetSpec, Scene
+from geoidec.data.classes import ClassInfo
+from geoidec.data.normalization import Normalization
 from geoidec.errors import UsageError
 from geoidec.evaluation.by_name import evaluate_by_name, summary_by_name
 from geoidec.evaluation.evaluate import evaluate_scenes_sharded, mixed_precision
@@ -39,224 +40,14 @@ from geoidec.evaluation.summary import forgetting
 from geoidec.methods import StepPlan
 from geoidec.models import SegmentationModel
 from geoidec.progress import window_bar
-from geoidec.run_folder import RunFolder
-from geoidec.tasks import TaskSchedule, normalise_name
+from geoidec.training.class_match import match_classes, step_plan
+from geoidec.training.guard_rails import check_inputs
+from geoidec.training.parent import Parent, load_parent
 from geoidec.training.resume import ResumeState
-from geoidec.training.run import IncrementalRun, RunResult, resume_state, start
-
-#: A band whose mean (in the model's [0, 1] scaling) moved by more than this many of the
-#: training data's standard deviations, or whose spread changed by more than this factor,
-#: is reported as a shift of the image statistics.
-SHIFT_STDS = 2.0
-SPREAD_FACTOR = 2.0
+from geoidec.training.run import IncrementalRun, RunResult
+from geoidec.training.start import resume_state, start
 
 
-@dataclass(frozen=True)
-class Parent:
-    """The model a ``--from`` step starts from."""
-
-    #: What the user passed (run folder or checkpoint file).
-    source: Path
-    checkpoint: Checkpoint
-    #: SHA-256 of the checkpoint file.
-    digest: str
-    #: One entry per step of the model's history: step, classes, dataset, run, checkpoint.
-    lineage: list[dict[str, Any]]
-
-    @property
-    def step(self) -> int:
-        return int(self.checkpoint.meta["step"])
-
-    @property
-    def names(self) -> list[str]:
-        """Class names by model index, background first."""
-        return [c.name for c in self.checkpoint.classes]
-
-
-def file_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
-def lineage_of(meta: dict[str, Any], path: Path) -> list[dict[str, Any]]:
-    """The steps behind a checkpoint: its own ``lineage`` (``--from`` runs), or, for a run of
-    one dataset, the steps of its schedule up to the checkpoint's step."""
-    if meta.get("lineage"):
-        return [dict(e) for e in meta["lineage"]]
-    schedule = TaskSchedule.from_dict(meta["task"])
-    dataset = meta.get("dataset") or {}
-    name = dataset.get("name") if isinstance(dataset, dict) else str(dataset)
-    run = RunFolder.of_checkpoint(path).path
-    return [{"step": t, "classes": schedule.step_class_names(t), "dataset": name,
-             "run": str(run.resolve()), "method": meta.get("method")}
-            for t in range(min(int(meta["step"]), schedule.num_steps - 1) + 1)]
-
-
-def load_parent(source: Path) -> Parent:
-    """The parent model of a ``--from`` step (a run folder's last checkpoint, or a file)."""
-    ckpt = load_checkpoint(source)
-    return Parent(Path(source), ckpt, file_digest(ckpt.path), lineage_of(ckpt.meta, ckpt.path))
-
-
-@dataclass(frozen=True)
-class ClassMatch:
-    """The new dataset's classes against the parent model's."""
-
-    #: Dataset classes new to the model (dataset order) and their dataset indices.
-    new: tuple[ClassInfo, ...]
-    new_indices: tuple[int, ...]
-    #: Dataset classes the model knows: name -> model index.
-    known: dict[str, int]
-    #: Dataset index -> model index (background 0, ignore 255).
-    lut: np.ndarray
-    #: The lineage schedule: the model's classes in model order, one step per lineage step.
-    schedule: TaskSchedule
-    #: Every class in model order, background first (parent's, then the new ones).
-    classes: tuple[ClassInfo, ...] = field(default=())
-
-
-def match_classes(parent: Parent, dataset: DatasetSpec) -> ClassMatch:
-    """Match ``dataset``'s classes to the parent model's by name."""
-    model = {normalise_name(n): i for i, n in enumerate(parent.names) if i > 0}
-    new, new_indices, known = [], [], {}
-    lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-    lut[BACKGROUND] = BACKGROUND
-    for index, info in enumerate(dataset.classes, start=1):
-        hit = model.get(normalise_name(info.name))
-        if hit is None:
-            new.append(info)
-            new_indices.append(index)
-            lut[index] = len(parent.names) + len(new) - 1
-        else:
-            known[info.name] = hit
-            lut[index] = hit
-    if not new:
-        raise DataError(f"{dataset.name} lists no class the model does not know (the model "
-                        f"has {', '.join(parent.names[1:])}); list the new classes in the "
-                        "dataset YAML")
-    new = _with_codes(parent, dataset, new)
-    counts = list(parent.checkpoint.model.classes_per_step)
-    counts[0] -= 1  # background
-    counts.append(len(new))
-    names = [*parent.names[1:], *(c.name for c in new)]
-    steps, start = [], 1
-    for count in counts:
-        steps.append(tuple(range(start, start + count)))
-        start += count
-    schedule = TaskSchedule(class_names=tuple(names), steps=tuple(steps),
-                            spec="-".join(str(c) for c in counts))
-    classes = (*parent.checkpoint.classes, *new)
-    return ClassMatch(tuple(new), tuple(new_indices), known, lut, schedule, classes)
-
-
-def _with_codes(parent: Parent, dataset: DatasetSpec, new: list[ClassInfo]) -> list[ClassInfo]:
-    """The new classes' map codes: the dataset's, when the model writes codes (they must not
-    be the code of a class it knows, its background or its nodata); none when the model
-    writes output indices (ISPRS, VOC, ADE)."""
-    ckpt = parent.checkpoint
-    if ckpt.codes is None:
-        return [replace(c, code=None) for c in new]
-    taken = {code: c.name for code, c in zip(ckpt.codes, ckpt.classes, strict=True)}
-    taken.setdefault(ckpt.nodata_code, "nodata")
-    for info in new:
-        if info.code is None:
-            raise DataError(f"{dataset.name}: class '{info.name}' has no code but the model "
-                            "writes codes; give it a value (or code:) between 1 and 254")
-        if info.code in taken:
-            raise DataError(f"{dataset.name}: class '{info.name}' has code {info.code}, which "
-                            f"the model uses for '{taken[info.code]}'; give it another code "
-                            "(code: N in the dataset YAML)")
-    return new
-
-
-def step_plan(parent: Parent, match: ClassMatch) -> StepPlan:
-    """The one incremental step of a ``--from`` run (step T + 1 of the lineage)."""
-    schedule = match.schedule
-    last = schedule.num_steps - 1
-    old = schedule.new_classes(0)
-    seen = schedule.seen_classes(last)
-    return StepPlan(
-        step=parent.step + 1,
-        classes_per_step=tuple(schedule.classes_per_step()),
-        lut=match.lut,
-        chip_classes=match.new_indices,
-        old_classes=old,
-        new_classes=tuple(c for c in seen if c not in old),
-        step_classes=schedule.new_classes(last),
-        incremental=True,
-    )
-
-
-# ----------------------------------------------------------------------------- guard-rails
-def _first_image(dataset: DatasetSpec) -> tuple[int, tuple[float, float], str | None, str]:
-    """(band count read, pixel size, CRS, path) of the first training image."""
-    scene = dataset.scenes("train")[0]
-    with open_raster(scene.image) as src:
-        count = len(scene.bands) if scene.bands else src.count
-        return count, (abs(src.res[0]), abs(src.res[1])), (
-            src.crs.to_string() if src.crs else None), str(scene.image)
-
-
-def check_inputs(parent: Parent, dataset: DatasetSpec, normalization: Normalization,
-                 stats_pixels: int) -> list[str]:
-    """Errors (raised, one line) and warnings (returned) about new images unlike the model's
-    training data: band count and names must match; pixel size, CRS and image statistics
-    may differ, with a warning naming both values."""
-    meta = parent.checkpoint.meta
-    bands, res, crs, image = _first_image(dataset)
-    if bands != int(meta["bands"]):
-        raise DataError(f"{image} has {bands} band(s) but the model of {parent.source} was "
-                        f"trained on {meta['bands']}; select the same bands (the dataset "
-                        "YAML's bands key) in the same order")
-    theirs = [str(n) for n in meta.get("band_names") or []]
-    mine = [str(n) for n in dataset.band_names]
-    if theirs and mine and theirs != mine:
-        raise DataError(f"{dataset.name} has bands {', '.join(mine)} but the model of "
-                        f"{parent.source} was trained on {', '.join(theirs)}; list the same "
-                        "bands in the same order")
-    warnings = []
-    trained_res = meta.get("resolution")
-    if trained_res and max(max(res) / max(trained_res), max(trained_res) / max(res)) > 1.5:
-        warnings.append(f"warning: {image} has {res[0]:g} x {res[1]:g} pixels but the model "
-                        f"was trained on {trained_res[0]:g} x {trained_res[1]:g}; resample "
-                        "the new images to the model's pixel size (or expect poor results)")
-    if meta.get("crs") and crs and crs != meta["crs"]:
-        warnings.append(f"warning: {image} is in {crs} but the model was trained on images "
-                        f"in {meta['crs']}; the pixel size is what matters, check it")
-    shifted = statistics_shift(dataset, normalization, stats_pixels)
-    if shifted:
-        warnings.append("warning: the new images' statistics differ from the model's "
-                        f"training data in {'; '.join(shifted)} (in the model's scaled units); "
-                        "another sensor, season or scaling? The model's normalisation is kept")
-    return warnings
-
-
-def statistics_shift(dataset: DatasetSpec, normalization: Normalization,
-                     stats_pixels: int) -> list[str]:
-    """Bands whose pixels, scaled as the model scales them, have a mean more than
-    :data:`SHIFT_STDS` training standard deviations away from the training mean, or a spread
-    :data:`SPREAD_FACTOR` times wider or narrower."""
-    scenes = with_fill(dataset.scenes("train"), normalization)
-    per_scene = max(1024, stats_pixels // max(len(scenes), 1))
-    pixels = np.concatenate([sample_pixels(s, per_scene)[0] for s in scenes])
-    if not len(pixels):
-        return []
-    unit = np.asarray(normalization.to_unit(pixels.T[:, :, None]))[:, :, 0]  # (C, N)
-    mean, std = unit.mean(axis=1), unit.std(axis=1)
-    names = list(dataset.band_names) or [str(b + 1) for b in range(len(mean))]
-    out = []
-    for b, (m, s) in enumerate(zip(mean, std, strict=True)):
-        m0, s0 = normalization.mean[b], normalization.std[b]
-        if abs(m - m0) > SHIFT_STDS * s0 or not 1 / SPREAD_FACTOR <= (s / s0) <= SPREAD_FACTOR:
-            label = f"band {b + 1}" + (f" ({names[b]})" if dataset.band_names else "")
-            out.append(f"{label}: mean {m:.2f} vs {m0:.2f}, spread {s:.2f} vs {s0:.2f}")
-    return out
-
-
-# ----------------------------------------------------------------------------- the run
 class ExtendRun(IncrementalRun):
     """One incremental step from a parent model on a dataset of new labels (``--from``)."""
 
@@ -388,16 +179,4 @@ def extend_run(dataset: DatasetSpec, parent_path: Path, config: Config, out: Pat
     return start(run, Path(resume or out), overwrite)
 
 
-__all__ = [
-    "ClassMatch",
-    "ExtendRun",
-    "extend_run",
-    "Parent",
-    "check_inputs",
-    "lineage_of",
-    "load_parent",
-    "match_classes",
-    "statistics_shift",
-    "step_plan",
-]
-
+__all__ = ["ExtendRun", "extend_run"]
