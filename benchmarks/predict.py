@@ -168,7 +168,8 @@ def child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, repeats: int
     import torch
 
     from geoidec.checkpoint import load_checkpoint
-    from geoidec.data.base import Scene, SceneReader
+    from geoidec.data.base import Scene
+    from geoidec.data.scene_reader import SceneReader
     from geoidec.data.tiling import grid_windows
     from geoidec.inference.forward import probability_fn
     from geoidec.inference.predict import predict_scene

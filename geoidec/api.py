@@ -24,7 +24,8 @@ import torch
 from rasterio.windows import Window
 
 from geoidec.constants import IGNORE_INDEX
-from geoidec.data.base import DataError, fill_mask
+from geoidec.data.scene_reader import fill_mask
+from geoidec.errors import DataError
 
 __all__ = ["Model", "ModelClass", "load", "predict_file", "train"]
 
@@ -53,8 +54,8 @@ def load(path: str | Path, *, step: int | None = None, device: str = "auto") -> 
 
 class _ArrayReader:
     """A scene reader over an in-memory ``(C, H, W)`` array, with the validity rule of
-    :class:`geoidec.data.base.SceneReader`: a pixel is valid when every band is finite, none
-    equals ``nodata`` and none equals its band's fill value."""
+    :class:`geoidec.data.scene_reader.SceneReader`: a pixel is valid when every band is
+    finite, none equals ``nodata`` and none equals its band's fill value."""
 
     def __init__(self, image: np.ndarray, nodata: float | None,
                  fill: Sequence[float | None] | None) -> None:

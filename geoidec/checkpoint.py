@@ -24,8 +24,9 @@ import torch
 
 from geoidec import __version__
 from geoidec.constants import IGNORE_INDEX
-from geoidec.data.base import ClassInfo, DataError
+from geoidec.data.classes import ClassInfo
 from geoidec.data.normalization import Normalization
+from geoidec.errors import DataError
 from geoidec.files import atomic_write
 from geoidec.models import SegmentationModel, build_model
 from geoidec.run_folder import RunFolder

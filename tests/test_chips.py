@@ -13,10 +13,15 @@ import torch
 from affine import Affine
 from rasterio.windows import Window
 
-from geoidec.data.base import DataError, Scene, SceneReader, ValueDecoder
-from geoidec.data.chips import ChipDataset, build_class_grid, plan_chips
+from geoidec.data.base import Scene
+from geoidec.data.chip_plan import plan_chips
+from geoidec.data.chips import ChipDataset
+from geoidec.data.class_grid import build_class_grid
+from geoidec.data.decoders import ValueDecoder
 from geoidec.data.isprs import potsdam, vaihingen
 from geoidec.data.normalization import Normalization
+from geoidec.data.scene_reader import SceneReader
+from geoidec.errors import DataError
 from geoidec.tasks import TaskSchedule
 
 NUM = 6  # background + five ISPRS classes (grid channel 6 counts ignored pixels)
@@ -219,7 +224,7 @@ def test_small_scenes_get_coarser_cells_and_store_present_classes_only(
 
 
 def test_reader_cache_closes_the_least_recently_used(fake_potsdam: Path) -> None:
-    from geoidec.data.chips import ReaderCache
+    from geoidec.data.scene_reader import ReaderCache
 
     spec = potsdam(fake_potsdam)
     scenes = spec.scenes("train") + spec.scenes("test")
@@ -268,7 +273,8 @@ def _grid_from_label(tmp_path: Path, label: np.ndarray, name: str = "bal"):  # n
     """A ClassGrid of a value label raster (values 1..3 -> classes 1..3, 0 ignored)."""
     from affine import Affine
 
-    from geoidec.data.base import Scene, ValueDecoder
+    from geoidec.data.base import Scene
+    from geoidec.data.decoders import ValueDecoder
 
     path = tmp_path / f"{name}.tif"
     with rasterio.open(path, "w", driver="GTiff", width=label.shape[1], height=label.shape[0],

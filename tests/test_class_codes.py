@@ -30,9 +30,10 @@ from tiny_geotiffs import CLASSES, make_dataset, write_raster
 from torch import nn
 
 from geoidec.checkpoint import Checkpoint, load_checkpoint
-from geoidec.data.base import ClassInfo, DataError
+from geoidec.data.classes import ClassInfo
 from geoidec.data.geotiff import load_geotiff_dataset
 from geoidec.data.normalization import Normalization
+from geoidec.errors import DataError
 from geoidec.inference.class_raster import write_class_raster
 from geoidec.inference.predict import predict_scene
 from geoidec.inference.raster_stream import RasterStream
@@ -207,7 +208,7 @@ def test_explicit_codes_for_large_label_values(tmp_path: Path) -> None:
     assert [c.code for c in spec.classes] == [10, 20, 30]
     from rasterio.windows import Window
 
-    from geoidec.data.base import SceneReader
+    from geoidec.data.scene_reader import SceneReader
 
     scene = spec.scenes("train")[0]
     with SceneReader(scene, spec.decoder) as reader:

@@ -16,7 +16,7 @@ from rasterio.windows import Window
 from tiny_geotiffs import FILL_BLOCK, make_fill_dataset, write_tif
 
 from geoidec.checkpoint import load_checkpoint
-from geoidec.data.base import DataError, Scene, SceneReader
+from geoidec.data.base import Scene
 from geoidec.data.geotiff import load_geotiff_dataset
 from geoidec.data.normalization import (
     FILL_MIN_SHARE,
@@ -25,6 +25,8 @@ from geoidec.data.normalization import (
     detect_fill_values,
     with_fill,
 )
+from geoidec.data.scene_reader import SceneReader
+from geoidec.errors import DataError
 from geoidec.runs.reports import steps_table
 
 H, W = 40, 50

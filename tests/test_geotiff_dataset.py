@@ -12,10 +12,12 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from geoidec.data.base import DataError, Scene, SceneReader
+from geoidec.data.base import Scene
 from geoidec.data.geotiff import load_geotiff_dataset
 from geoidec.data.normalization import compute_normalization
 from geoidec.data.registry import load_dataset
+from geoidec.data.scene_reader import SceneReader
+from geoidec.errors import DataError
 
 # The example of docs (geoidec/data/geotiff.py and the task brief), verbatim.
 EXAMPLE_YAML = """\

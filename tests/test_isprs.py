@@ -12,9 +12,10 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from geoidec.data.base import DataError, SceneReader
 from geoidec.data.isprs import potsdam, vaihingen
 from geoidec.data.registry import load_dataset
+from geoidec.data.scene_reader import SceneReader
+from geoidec.errors import DataError
 from geoidec.synthetic import generate_isprs_sample
 
 SIZE = 64

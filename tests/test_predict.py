@@ -28,8 +28,9 @@ from tiny_geotiffs import write_raster as write_shared_raster
 from torch import nn
 
 from geoidec.checkpoint import Checkpoint, load_checkpoint
-from geoidec.data.base import ClassInfo, DataError
+from geoidec.data.classes import ClassInfo
 from geoidec.data.normalization import Normalization
+from geoidec.errors import DataError
 from geoidec.inference.batch import write_mosaic_vrt
 from geoidec.inference.predict import predict_scene
 from geoidec.inference.rat import read_rat_sidecar

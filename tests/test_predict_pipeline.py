@@ -23,8 +23,9 @@ from conftest import varied_checkpoint
 from rasterio.windows import Window
 
 from geoidec.checkpoint import load_checkpoint, save_checkpoint
-from geoidec.data.base import Scene, SceneReader
+from geoidec.data.base import Scene
 from geoidec.data.normalization import Normalization
+from geoidec.data.scene_reader import SceneReader
 from geoidec.inference.forward import probability_fn
 from geoidec.inference.layers import argmax_classes
 from geoidec.inference.overviews import downsample, overview_chain, overview_sizes

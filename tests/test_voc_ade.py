@@ -21,10 +21,12 @@ from rasterio.windows import Window
 
 from geoidec.config import load_config
 from geoidec.data.ade import IndexDecoder, ade
-from geoidec.data.base import DataError, SceneReader, ValueDecoder
+from geoidec.data.decoders import ValueDecoder
 from geoidec.data.registry import DATASETS, load_dataset
+from geoidec.data.scene_reader import SceneReader
 from geoidec.data.voc import DECODER as VOC_DECODER
 from geoidec.data.voc import holdout, read_id_list, voc, voc_color
+from geoidec.errors import DataError
 
 DATA = Path(__file__).resolve().parent / "data"
 VOC_NAMES = [

@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from geoidec.constants import BACKGROUND, IGNORE_INDEX
-from geoidec.data.base import ClassInfo, DataError, DatasetSpec, Scene, image_benchmark_presets
+from geoidec.data.base import DatasetSpec, Scene, image_benchmark_presets
+from geoidec.data.classes import ClassInfo
 from geoidec.data.voc import HOLDOUT_EVERY, holdout
+from geoidec.errors import DataError
 
 #: The 150 ADE20K SceneParsing classes in the official order (label values 1..150).
 CLASS_NAMES: tuple[str, ...] = (

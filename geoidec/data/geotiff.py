@@ -36,15 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from geoidec.config import ConfigError, read_yaml
-from geoidec.data.base import (
-    ClassInfo,
-    DataError,
-    DatasetSpec,
-    Scene,
-    ValueDecoder,
-    open_raster,
-    parse_color,
-)
+from geoidec.data.base import DatasetSpec, Scene
+from geoidec.data.classes import ClassInfo, parse_color
+from geoidec.data.decoders import ValueDecoder
+from geoidec.data.scene_reader import open_raster
+from geoidec.errors import DataError
 
 KEYS = {
     "name", "images", "labels", "bands", "ignore_values", "classes", "band_names", "rgb_bands",

@@ -21,7 +21,10 @@ import logging
 import re
 from pathlib import Path
 
-from geoidec.data.base import ClassInfo, ColorDecoder, DataError, DatasetSpec, Scene
+from geoidec.data.base import DatasetSpec, Scene
+from geoidec.data.classes import ClassInfo
+from geoidec.data.decoders import ColorDecoder
+from geoidec.errors import DataError
 
 log = logging.getLogger("geoidec")
 

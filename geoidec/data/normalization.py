@@ -29,7 +29,9 @@ import torch
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
-from geoidec.data.base import DataError, Scene, fill_mask, open_raster
+from geoidec.data.base import Scene
+from geoidec.data.scene_reader import fill_mask, open_raster
+from geoidec.errors import DataError
 
 log = logging.getLogger("geoidec")
 

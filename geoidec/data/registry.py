@@ -72,7 +72,7 @@ _METRES_PER_DEGREE = 111_320.0
 
 def pixel_size_m(spec: DatasetSpec) -> float | None:
     """Pixel size in metres of the first training image (None without a CRS: pixel space)."""
-    from geoidec.data.base import open_raster
+    from geoidec.data.scene_reader import open_raster
 
     with open_raster(spec.scenes("train")[0].image) as src:
         if src.crs is None:

@@ -31,14 +31,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from geoidec.data.base import (
-    ClassInfo,
-    DataError,
-    DatasetSpec,
-    Scene,
-    ValueDecoder,
-    image_benchmark_presets,
-)
+from geoidec.data.base import DatasetSpec, Scene, image_benchmark_presets
+from geoidec.data.classes import ClassInfo
+from geoidec.data.decoders import ValueDecoder
+from geoidec.errors import DataError
 
 #: The 20 Pascal VOC classes in the official order (label values 1..20).
 CLASS_NAMES: tuple[str, ...] = (

@@ -11,8 +11,10 @@ import torch
 from rasterio.windows import Window
 
 from geoidec.constants import IGNORE_INDEX
-from geoidec.data.base import LabelDecoder, Scene, SceneReader, open_raster
+from geoidec.data.base import Scene
+from geoidec.data.decoders import LabelDecoder
 from geoidec.data.normalization import Normalization
+from geoidec.data.scene_reader import SceneReader, open_raster
 from geoidec.devices import all_reduce_sum, rank_and_world
 from geoidec.evaluation.metrics import ConfusionMatrix
 from geoidec.evaluation.summary import summarize

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from geoidec.data.base import open_raster
+from geoidec.data.scene_reader import open_raster
 
 #: Square metres per hectare.
 HECTARE = 10_000.0

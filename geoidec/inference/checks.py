@@ -30,8 +30,8 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from geoidec.data.base import fill_mask
 from geoidec.data.normalization import Normalization
+from geoidec.data.scene_reader import fill_mask
 
 __all__ = [
     "NODATA_FRACTION",

@@ -52,9 +52,10 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from geoidec.checkpoint import Checkpoint
 from geoidec.constants import IGNORE_INDEX
-from geoidec.data.base import DataError, Scene, SceneReader, open_raster
+from geoidec.data.base import Scene
 from geoidec.data.normalization import Normalization
-from geoidec.errors import UsageError
+from geoidec.data.scene_reader import SceneReader, open_raster
+from geoidec.errors import DataError, UsageError
 from geoidec.files import refuse_existing
 from geoidec.inference.checks import check_input, check_result, log, sample_values
 from geoidec.inference.distributed import (

@@ -23,8 +23,9 @@ from typing import Any, Protocol
 import numpy as np
 from rasterio.windows import Window
 
-from geoidec.data.base import Scene, SceneReader
+from geoidec.data.base import Scene
 from geoidec.data.normalization import Normalization
+from geoidec.data.scene_reader import SceneReader
 from geoidec.inference.preview import PreviewSampler
 
 __all__ = ["SingleReader", "ThreadReaders", "WindowReader", "lookup_table"]

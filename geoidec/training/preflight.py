@@ -18,8 +18,11 @@ import numpy as np
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 
-from geoidec.data.base import DataError, DatasetSpec, Scene, ValueDecoder, open_raster
-from geoidec.data.chips import ClassGrid
+from geoidec.data.base import DatasetSpec, Scene
+from geoidec.data.class_grid import ClassGrid
+from geoidec.data.decoders import ValueDecoder
+from geoidec.data.scene_reader import open_raster
+from geoidec.errors import DataError
 
 #: Label pixels read (decimated) per scene, and scenes read at most, when looking for
 #: unlisted values.
