@@ -1,5 +1,3 @@
-"""geoidec command line (installed as geoidec.cli)."""
-
-STOPPED = {"sigterm": False}
-"""Set when SIGTERM stopped a command that unwinds on it (predict); read by ``main()`` (the
-module that ``python -m geoidec.cli.main`` runs is ``__main__``, so the flag lives here)."""
+"""geoidec command line (installed as geoidec.cli): ``main.py`` assembles the typer app from
+one module per command (``train.py``, ``evaluate.py``, ``predict.py``, ...); the options
+several commands share are in ``options.py``."""

@@ -1,9 +1,14 @@
-"""What the options that take one of a few names accept: metavars for ``--help`` and
-completers for the shell (``geoidec --install-completion``). Light: no heavy imports."""
+"""What the commands share about their options: the option types several commands take
+(``--device``, ``--quiet``), and for options that take one of a few names, metavars for
+``--help`` and completers for the shell (``geoidec --install-completion``). Light: no heavy
+imports."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
+
+import typer
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:0")
 DEVICE_METAVAR = "<auto|cpu|cuda|cuda:N>"
@@ -25,3 +30,16 @@ def preset_names() -> list[str]:
     from geoidec.config import preset_names as bundled
 
     return ["auto", *bundled()]
+
+
+_DEVICE = typer.Option(metavar=DEVICE_METAVAR, autocompletion=completer(lambda: DEVICES),
+                       help="auto, cpu, cuda or cuda:N.")
+
+Device = Annotated[str, _DEVICE]
+"""``--device`` (evaluate, predict: default ``auto``)."""
+
+DeviceOrConfig = Annotated[str | None, _DEVICE]
+"""``--device`` of train (default: the preset's)."""
+
+Quiet = Annotated[bool, typer.Option(help="No progress bars.")]
+"""``--quiet`` of train and evaluate."""

@@ -1,0 +1,33 @@
+"""`geoidec evaluate`: a run's saved steps scored again over whole scenes (thin; the work is in
+geoidec.runs.evaluate)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from geoidec.cli.options import Device, Quiet
+
+from geoidec.config import Split
+
+
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `geoidec train`.")],
+    step: Annotated[int | None, typer.Option(help="Only this step (default: every step).")] = None,
+    split: Annotated[Split, typer.Option(help="Split to evaluate.")] = "test",
+    root: Annotated[Path | None, typer.Option(help="Dataset folder, if it moved.")] = None,
+    device: Device = "auto",
+    on: Annotated[list[str] | None, typer.Option(
+        "--on", help="Score on this dataset's test split instead (repeatable): every class "
+        "it lists, matched to the model's by name.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Evaluate a run's saved steps again over whole scenes and print the table.
+
+    Example: `geoidec evaluate runs/demo --step 1`, `geoidec evaluate runs/v2 --on old.yaml`
+    """
+    from geoidec.runs.evaluate import evaluate_run
+
+    typer.echo(evaluate_run(run, step=step, split=split, root=root, device=device,
+                            on=on or (), progress=not quiet))
