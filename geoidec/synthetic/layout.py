@@ -40,6 +40,7 @@ from geoidec.synthetic.streets import (
     _paint_building,
     _paint_flat,
     _paint_roads,
+    _Road,
     _split_parcels,
 )
 
@@ -57,9 +58,24 @@ def _layout(sc: _Scene) -> None:
     margin = 12.0
     roads = _choose_roads(sc, margin)
     _paint_roads(sc, roads, margin)
+    parcels = _parcels(sc, roads, margin)
+    car_target = float(rng.uniform(0.012, 0.022)) * n_pix
+    clutter_target = float(rng.uniform(0.035, 0.055)) * n_pix
+    tree_target = float(rng.uniform(0.12, 0.16)) * n_pix
+    building_target = float(rng.uniform(0.23, 0.29)) * n_pix
+    _build_parcels(sc, parcels, building_target)
+    local_roads = [r for r in roads if -r.half < r.centre < w + r.half]
+    _park_cars(sc, local_roads, car_target)
+    _scatter_clutter(sc, clutter_target)
+    _plant_trees(sc, local_roads, tree_target)
+    _ensure_all_classes(sc)
 
-    # Blocks between roads, extended past the tile edge so parcels are not tile-aligned.
-    lo, hi = -margin, w + margin
+
+def _parcels(sc: _Scene, roads: list[_Road], margin: float
+             ) -> list[tuple[float, float, float, float]]:
+    """Parcels (boxes, m) of the blocks between roads, the blocks extended past the tile edge
+    so parcels are not tile-aligned."""
+    rng, lo, hi = sc.rng, -margin, sc.extent + margin
     xs = _intervals([(r.centre - r.half, r.centre + r.half) for r in roads if r.vertical], lo, hi)
     ys = _intervals(
         [(r.centre - r.half, r.centre + r.half) for r in roads if not r.vertical], lo, hi
@@ -69,11 +85,14 @@ def _layout(sc: _Scene) -> None:
         for ay0, ay1 in ys:
             if ax1 - ax0 > 3.0 and ay1 - ay0 > 3.0:
                 _split_parcels(rng, (ax0, ay0, ax1, ay1), float(rng.uniform(15.0, 26.0)), parcels)
+    return parcels
 
-    car_target = float(rng.uniform(0.012, 0.022)) * n_pix
-    clutter_target = float(rng.uniform(0.035, 0.055)) * n_pix
-    tree_target = float(rng.uniform(0.12, 0.16)) * n_pix
-    building_target = float(rng.uniform(0.23, 0.29)) * n_pix
+
+def _build_parcels(sc: _Scene, parcels: list[tuple[float, float, float, float]],
+                   building_target: float) -> None:
+    """Parcels in random order: a building until ``building_target`` pixels are built, some
+    parking while impervious surfaces are under 27 % of the tile, else a lawn or park."""
+    rng, n_pix = sc.rng, sc.size * sc.size
     building_px = 0
     impervious_px = int(np.count_nonzero(sc.lab == _IMPERVIOUS))
     for k in rng.permutation(len(parcels)):
@@ -88,9 +107,11 @@ def _layout(sc: _Scene) -> None:
         building_px += int(after[_BUILDING] - before[_BUILDING])
         impervious_px += int(after[_IMPERVIOUS] - before[_IMPERVIOUS])
 
-    # Cars parked along the kerbs and a few driving in the lanes.
+
+def _park_cars(sc: _Scene, local_roads: list[_Road], car_target: float) -> None:
+    """Cars parked along the kerbs and a few driving in the lanes, up to ``car_target`` px."""
+    rng, w = sc.rng, sc.extent
     car_px = int(np.count_nonzero(sc.lab == _CAR))
-    local_roads = [r for r in roads if -r.half < r.centre < w + r.half]
     attempts = 0
     while (
         car_px < car_target
@@ -106,7 +127,10 @@ def _layout(sc: _Scene) -> None:
         cx, cy = (across, along) if road.vertical else (along, across)
         car_px += _paint_car(sc, cx, cy, not road.vertical, allowed=(_M_ASPHALT, _M_MARKING))
 
-    # Clutter on lawns, sidewalks and paving.
+
+def _scatter_clutter(sc: _Scene, clutter_target: float) -> None:
+    """Clutter on lawns, sidewalks and paving, up to ``clutter_target`` px."""
+    rng, w = sc.rng, sc.extent
     clutter_px = 0
     attempts = 0
     while clutter_px < clutter_target and attempts < 300 + int(
@@ -116,7 +140,10 @@ def _layout(sc: _Scene) -> None:
         cx, cy = rng.uniform(-1.0, w + 1.0, size=2)
         clutter_px += _paint_clutter(sc, float(cx), float(cy))
 
-    # Trees: some along the sidewalks, the rest on lawns.
+
+def _plant_trees(sc: _Scene, local_roads: list[_Road], tree_target: float) -> None:
+    """Trees, some along the sidewalks and the rest on lawns, up to ``tree_target`` px."""
+    rng, w = sc.rng, sc.extent
     tree_px = 0
     attempts = 0
     while tree_px < tree_target and attempts < 200 + int(20 * tree_target * sc.res**2 / 28.0):
@@ -131,8 +158,6 @@ def _layout(sc: _Scene) -> None:
         else:
             cx, cy = (float(v) for v in rng.uniform(-2.0, w + 2.0, size=2))
         tree_px += _paint_tree(sc, cx, cy, r)
-
-    _ensure_all_classes(sc)
 
 
 def _random_pixel_of(sc: _Scene, mask: np.ndarray) -> tuple[float, float] | None:
@@ -220,6 +245,3 @@ def _ensure_all_classes(sc: _Scene) -> None:
         if not np.count_nonzero(sc.lab == cls):
             _stamp(sc, cls)
 
-
-# --------------------------------------------------------------------------------------------
-# Rendering

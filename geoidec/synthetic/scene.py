@@ -1,4 +1,4 @@
-"""The painted scene: its grids, the palette and materials, and value noise."""
+"""The painted scene: its grids, the class indices, materials and base colours, and value noise."""
 
 from __future__ import annotations
 
@@ -9,30 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from rasterio.crs import CRS
 
-# Private copy of the ISPRS colour palette (the ISPRS reader owns the canonical one; keep the
-# two identical). Ordered as in the benchmark: five evaluated classes, then clutter.
-_PALETTE: dict[str, tuple[int, int, int]] = {
-    "impervious_surfaces": (255, 255, 255),
-    "building": (0, 0, 255),
-    "low_vegetation": (0, 255, 255),
-    "tree": (0, 255, 0),
-    "car": (255, 255, 0),
-    "clutter": (255, 0, 0),
-}
-
-# Internal class indices (geoidec convention: 0 = clutter/background, then evaluation order).
+# Internal class indices (geoidec convention: 0 = clutter/background, then the evaluation order
+# of the ISPRS reader, whose colours the labels are written in: synthetic/isprs.py).
 _CLUTTER, _IMPERVIOUS, _BUILDING, _LOW_VEG, _TREE, _CAR = 0, 1, 2, 3, 4, 5
-_INDEX_COLORS = np.array(
-    [
-        _PALETTE["clutter"],
-        _PALETTE["impervious_surfaces"],
-        _PALETTE["building"],
-        _PALETTE["low_vegetation"],
-        _PALETTE["tree"],
-        _PALETTE["car"],
-    ],
-    dtype=np.uint8,
-)
 
 # Surface materials (finer than classes; they select the texture used when rendering).
 _M_GRASS, _M_ASPHALT, _M_SIDEWALK, _M_PAVING, _M_MARKING = 0, 1, 2, 3, 4
