@@ -134,6 +134,7 @@ def null_child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, threads
     import torch
 
     import geoidec.inference.predict as predict_module
+    import geoidec.inference.predictor_setup as setup_module
     from geoidec.checkpoint import load_checkpoint
 
     torch.set_num_threads(threads)
@@ -144,7 +145,7 @@ def null_child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, threads
     def constant_fn(model: object, device: object, amp: bool = False) -> object:
         return lambda x: const[: len(x)]
 
-    predict_module.probability_fn = constant_fn  # the null model: no forward at all
+    setup_module.probability_fn = constant_fn  # the null model: no forward at all
     total = {"n": 0}
 
     def progress(done: int, n: int) -> None:

@@ -120,10 +120,10 @@ class Model:
                        batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Blended probabilities (K, H, W) float32 and the valid mask (H, W)."""
         from geoidec.inference.forward import probability_fn
-        from geoidec.inference.predict import (
-            _threads_for_forward_only,
+        from geoidec.inference.predictor_setup import (
             reading_threads,
             resolve_tiling,
+            threads_for_forward_only,
         )
         from geoidec.inference.reading import WindowReader
         from geoidec.inference.sliding import SlidingWindowPredictor
@@ -138,7 +138,7 @@ class Model:
         model = self.checkpoint.model.to(self.device).eval()
         forward = probability_fn(model, self.device, amp=self.device.type == "cuda")
         tile, overlap = resolve_tiling(self.checkpoint, None, None, height, width)
-        with _threads_for_forward_only(self.device) as wrap:
+        with threads_for_forward_only(self.device) as wrap:
             predictor = SlidingWindowPredictor(
                 wrap(forward), num_classes=k, tile=tile, overlap=overlap,
                 batch_size=batch_size, device=self.device, readers=reading_threads(self.device))
@@ -312,7 +312,7 @@ def predict_file(scene: str | Path, model: str | Path, out: str | Path | None = 
     ``options`` (``confidence=True``, ``vectors=Path``, ``change_from=...`` a run or
     checkpoint, ``min_area``, ``overwrite``, ...: the keywords of
     :func:`geoidec.inference.predict.predict_scene`); returns its
-    :class:`~geoidec.inference.predict.Prediction` (``paths``, class ``counts``, ...)."""
+    :class:`~geoidec.inference.outputs.Prediction` (``paths``, class ``counts``, ...)."""
     from geoidec.checkpoint import load_checkpoint
     from geoidec.devices import resolve_device
     from geoidec.inference.batch import scene_output

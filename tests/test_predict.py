@@ -363,7 +363,7 @@ def test_min_area_through_the_cli(run_dir: Path, big_scene: Path, tmp_path: Path
 def test_min_area_in_map_units_or_pixels() -> None:
     from affine import Affine
 
-    from geoidec.inference.predict import min_area_pixels
+    from geoidec.inference.preflight import min_area_pixels
 
     half_metre = Affine(0.5, 0, 0, 0, -0.5, 0)
     assert min_area_pixels("10px", half_metre) == 10

@@ -38,7 +38,8 @@ from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import DataError
 from geoidec.inference.checks import log
 from geoidec.inference.distributed import PredictGroup
-from geoidec.inference.predict import Prediction, output_paths, predict_scene
+from geoidec.inference.outputs import Prediction, output_paths
+from geoidec.inference.predict import predict_scene
 from geoidec.inference.rat import rat_element, write_xml
 from geoidec.inference.style import Color, names_by_value, pixel_values, write_qml
 

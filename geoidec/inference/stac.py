@@ -46,7 +46,7 @@ def _asset(path: Path, media_type: str, roles: list[str], title: str, **extra: A
 
 
 def write_stac_item(prediction: Any, checkpoint: Any, digest: str) -> Path:
-    """Write the STAC Item of ``prediction`` (a :class:`geoidec.inference.predict.Prediction`
+    """Write the STAC Item of ``prediction`` (a :class:`geoidec.inference.outputs.Prediction`
     of ``checkpoint``, whose file has SHA-256 ``digest``) beside its class map; its path."""
     import pystac
     from pystac.extensions.classification import Classification, ClassificationExtension
