@@ -11,7 +11,8 @@ import torch
 from rasterio.windows import Window
 
 from geoidec.data.tiling import grid_windows
-from geoidec.inference.sliding import WEIGHT_FLOOR, SlidingWindowPredictor, blend_weights
+from geoidec.inference.sliding import SlidingWindowPredictor
+from geoidec.inference.window_grid import WEIGHT_FLOOR, blend_weights
 
 
 def coord_reader(height: int, width: int, tile: int, nodata: np.ndarray | None = None):
