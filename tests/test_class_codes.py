@@ -384,7 +384,7 @@ def test_predict_vectors_mosaic_and_png(coded: bool, tmp_path: Path) -> None:
     VRT and the palette PNG are keyed by codes. Without codes: exactly the indices."""
     import geopandas as gpd
 
-    from geoidec.inference.batch import write_mosaic_vrt
+    from geoidec.inference.mosaic import write_mosaic_vrt
     from geoidec.inference.vectors import LAYER
 
     codes = [3, 5, 9] if coded else None

@@ -31,7 +31,7 @@ from geoidec.checkpoint import Checkpoint, load_checkpoint
 from geoidec.data.classes import ClassInfo
 from geoidec.data.normalization import Normalization
 from geoidec.errors import DataError
-from geoidec.inference.batch import write_mosaic_vrt
+from geoidec.inference.mosaic import write_mosaic_vrt
 from geoidec.inference.predict import predict_scene
 from geoidec.inference.rat import read_rat_sidecar
 

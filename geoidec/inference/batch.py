@@ -9,25 +9,17 @@ never carry a final name); ``overwrite`` recomputes everything. A scene that fai
 user error (wrong bands, unreadable file) is reported and the others go on; the batch then
 ends with one error naming the failures.
 
-At the end, ``DIR/mosaic.vrt`` (+ ``mosaic.qml``) lists every georeferenced class map, like
-``gdalbuildvrt`` would: union of the bounds, average resolution, sources placed by their
-geotransforms, nodata 255 (nodata areas of one scene never hide another scene), colour
-table, class names and attribute table (keyed by the classes' codes, and nodata the
-checkpoint's nodata code, when the checkpoint has codes). Scenes in different CRSs,
-without a CRS, or with rotated geotransforms cannot be mosaicked: the VRT is then skipped
-with a warning.
+At the end, ``DIR/mosaic.vrt`` (+ ``mosaic.qml``) lists every georeferenced class map
+(:func:`~geoidec.inference.mosaic.write_mosaic_vrt`).
 """
 
 from __future__ import annotations
 
 import glob
-import os
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
-from xml.etree import ElementTree as ET
 
 import rasterio
 import torch
@@ -38,10 +30,9 @@ from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import DataError
 from geoidec.inference.checks import log
 from geoidec.inference.distributed import PredictGroup
+from geoidec.inference.mosaic import MOSAIC, write_mosaic_vrt
 from geoidec.inference.outputs import Prediction, output_paths
 from geoidec.inference.predict import predict_scene
-from geoidec.inference.rat import rat_element, write_xml
-from geoidec.inference.style import Color, names_by_value, pixel_values, write_qml
 
 __all__ = [
     "RASTER_SUFFIXES",
@@ -50,12 +41,10 @@ __all__ = [
     "is_batch",
     "predict_many",
     "scene_output",
-    "write_mosaic_vrt",
 ]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".jp2", ".png", ".jpg", ".jpeg")
 OUTPUT_TAGS = ("_classes", "_confidence", "_probabilities", "_change", "_preview")
-MOSAIC = "mosaic.vrt"
 
 
 def _has_glob(text: str) -> bool:
@@ -224,104 +213,18 @@ def predict_many(
         result.predicted.append(prediction)
         result.outputs.append(prediction.classes)
     if mosaic and (group is None or group.is_main):
-        tifs = [p for p in result.outputs if p.suffix == ".tif"]
-        if tifs:
-            names = [c.name for c in checkpoint.classes]
-            colors = [c.color for c in checkpoint.classes]
-            codes = checkpoint.codes
-            nodata = checkpoint.nodata_code if codes is not None else IGNORE_INDEX
-            result.mosaic = write_mosaic_vrt(tifs, out_dir / MOSAIC, names, colors,
-                                             nodata=nodata, codes=codes)
+        result.mosaic = _write_mosaic(checkpoint, result.outputs, out_dir)
     return result
 
 
-def _fmt(value: float) -> str:
-    return repr(float(value))
-
-
-def write_mosaic_vrt(
-    rasters: Sequence[Path],
-    out: Path,
-    class_names: Sequence[str],
-    colors: Sequence[Sequence[int]],
-    *,
-    nodata: int = IGNORE_INDEX,
-    codes: Sequence[int] | None = None,
-) -> Path | None:
-    """Write a ``gdalbuildvrt``-style mosaic VRT of single-band class rasters.
-
-    ``codes[i]`` is the pixel value of class ``i`` in maps of class codes (``None``: the
-    class index); the colour table, category names and attribute table are keyed by it.
-
-    Returns ``out``, or ``None`` (with a warning) when the rasters cannot share one grid:
-    different CRSs, no CRS, or rotated/south-up geotransforms. Later rasters are drawn over
-    earlier ones where they overlap, except where they are nodata.
-    """
-    out = Path(out)
-    infos = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        for path in rasters:
-            with rasterio.open(path) as src:
-                infos.append((Path(path), src.crs, src.transform, src.width, src.height,
-                              src.block_shapes[0]))
-    crss = {info[1].to_wkt() if info[1] else None for info in infos}
-    if None in crss:
-        log.warning(f"mosaic skipped: some class maps have no CRS ({len(infos)} scenes)")
+def _write_mosaic(checkpoint: Checkpoint, outputs: list[Path], out_dir: Path) -> Path | None:
+    """``out_dir/mosaic.vrt`` of the GeoTIFF class maps in ``outputs`` (``None``: none, or
+    they cannot share one grid)."""
+    tifs = [p for p in outputs if p.suffix == ".tif"]
+    if not tifs:
         return None
-    if len(crss) > 1:
-        log.warning(f"mosaic skipped: the scenes are in {len(crss)} different CRSs; "
-                    "reproject them to one CRS to mosaic")
-        return None
-    if any(t.b != 0 or t.d != 0 or t.e >= 0 for _, _, t, *_ in infos):
-        log.warning("mosaic skipped: some scenes have rotated or south-up geotransforms")
-        return None
-    xs, ys = {t.a for _, _, t, *_ in infos}, {-t.e for _, _, t, *_ in infos}
-    xres = xs.pop() if len(xs) == 1 else sum(t.a for _, _, t, *_ in infos) / len(infos)
-    yres = ys.pop() if len(ys) == 1 else sum(-t.e for _, _, t, *_ in infos) / len(infos)
-    left = min(t.c for _, _, t, *_ in infos)
-    top = max(t.f for _, _, t, *_ in infos)
-    right = max(t.c + t.a * w for _, _, t, w, _, _ in infos)
-    bottom = min(t.f + t.e * h for _, _, t, _, h, _ in infos)
-    width = max(1, round((right - left) / xres))
-    height = max(1, round((top - bottom) / yres))
-    crs = infos[0][1]
-
-    root = ET.Element("VRTDataset", rasterXSize=str(width), rasterYSize=str(height))
-    ET.SubElement(root, "SRS", dataAxisToSRSAxisMapping="1,2").text = crs.to_wkt()
-    ET.SubElement(root, "GeoTransform").text = ", ".join(
-        _fmt(v) for v in (left, xres, 0.0, top, 0.0, -yres))
-    band = ET.SubElement(root, "VRTRasterBand", dataType="Byte", band="1")
-    ET.SubElement(band, "Description").text = "class"
-    ET.SubElement(band, "NoDataValue").text = str(nodata)
-    ET.SubElement(band, "ColorInterp").text = "Palette"
-    categories = ET.SubElement(band, "CategoryNames")
-    for name in names_by_value(class_names, codes):
-        ET.SubElement(categories, "Category").text = str(name)
-    table = ET.SubElement(band, "ColorTable")
-    color_of = dict(zip(pixel_values(len(class_names), codes), colors, strict=True))
-    for value in range(256):
-        if value in color_of:
-            r, g, b = (int(c) for c in color_of[value][:3])
-            a = 255
-        else:
-            r = g = b = a = 0
-        ET.SubElement(table, "Entry", c1=str(r), c2=str(g), c3=str(b), c4=str(a))
-    band.append(rat_element(class_names, colors, values=codes))
-    for path, _, t, w, h, (bh, bw) in infos:
-        source = ET.SubElement(band, "ComplexSource")
-        rel = os.path.relpath(path.resolve(), out.resolve().parent)
-        ET.SubElement(source, "SourceFilename", relativeToVRT="1").text = rel
-        ET.SubElement(source, "SourceBand").text = "1"
-        ET.SubElement(source, "SourceProperties", RasterXSize=str(w), RasterYSize=str(h),
-                      DataType="Byte", BlockXSize=str(bw), BlockYSize=str(bh))
-        ET.SubElement(source, "SrcRect", xOff="0", yOff="0", xSize=str(w), ySize=str(h))
-        ET.SubElement(source, "DstRect", xOff=_fmt((t.c - left) / xres),
-                      yOff=_fmt((top - t.f) / yres), xSize=_fmt(w * t.a / xres),
-                      ySize=_fmt(h * -t.e / yres))
-        ET.SubElement(source, "NODATA").text = str(nodata)
-    ET.indent(root)
-    write_xml(out, root)
-    write_qml(out.with_suffix(".qml"), class_names,
-              cast("list[Color]", [tuple(c[:3]) for c in colors]), nodata, codes)
-    return out
+    names = [c.name for c in checkpoint.classes]
+    colors = [c.color for c in checkpoint.classes]
+    codes = checkpoint.codes
+    nodata = checkpoint.nodata_code if codes is not None else IGNORE_INDEX
+    return write_mosaic_vrt(tifs, out_dir / MOSAIC, names, colors, nodata=nodata, codes=codes)
