@@ -1,17 +1,10 @@
-"""Class polygons from a finished class raster, merged across row bands, into a GeoPackage.
+"""Class polygons from a finished class raster into a GeoPackage layer.
 
 The class raster is read in row bands of ``band_rows`` rows (memory bounded by a band, never
-the scene). Each band is polygonised with :func:`rasterio.features.shapes` (4-connected
-regions, nodata masked out) in *pixel* coordinates, where every vertex is an integer. A
-polygon that touches neither the band's top nor its bottom border (inside the scene) is
-final and written at once. Pieces that touch a border between two bands are joined with the
-pieces across it: two pieces of the same class are one region exactly when the horizontal
-runs of their boundaries on the shared border line overlap with positive length (the pixels
-above and below are 4-neighbours). Groups of joined pieces are kept (union-find) until no
-piece of the group touches the bottom of the band just read; then their pieces are dissolved
-with :func:`shapely.union_all` (exact in integer coordinates), mapped to the raster's CRS
-with its geotransform, optionally simplified, and written. A region is therefore never split
-along a window or band border.
+the scene) and polygonised by :class:`~geoidec.inference.band_polygons.BandPolygonizer`,
+which merges the regions across the band borders (a region is never split along a window or
+band border). Each finished region is mapped to the raster's CRS with its geotransform,
+optionally simplified, and written.
 
 Output: one layer ``classes`` with attributes ``class_id`` (int: the class's output index,
 which is also its pixel value in maps without codes), ``class_code`` (int, only for maps
@@ -25,22 +18,19 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 import rasterio.features
-import shapely
 import shapely.affinity
-from affine import Affine
 from rasterio.windows import Window
-from shapely.geometry import shape
 
 from geoidec.constants import IGNORE_INDEX
 from geoidec.files import refuse_existing
+from geoidec.inference.band_polygons import BandPolygonizer
 
 __all__ = ["LAYER", "polygonize_class_raster"]
 
@@ -49,118 +39,6 @@ LAYER = "classes"
 
 _FLUSH = 5000
 """Features buffered before an append to the GeoPackage."""
-
-
-@dataclass
-class _Group:
-    """Pieces of one region found so far (pixel coordinates)."""
-
-    value: int
-    pieces: list[Any] = field(default_factory=list)
-
-
-def _runs_on_line(polygon: Any, y: float) -> list[tuple[float, float]]:
-    """Horizontal boundary runs ``(x0, x1)`` of ``polygon``'s exterior lying on ``y``."""
-    coords = np.asarray(polygon.exterior.coords)
-    on = (coords[:-1, 1] == y) & (coords[1:, 1] == y)
-    if not on.any():
-        return []
-    xs0, xs1 = coords[:-1, 0][on], coords[1:, 0][on]
-    return sorted(zip(np.minimum(xs0, xs1).tolist(), np.maximum(xs0, xs1).tolist(),
-                      strict=True))
-
-
-def _overlapping(
-    runs: list[tuple[float, float]], index: list[tuple[float, float, int]]
-) -> set[int]:
-    """Ids in ``index`` (sorted disjoint runs with ids) overlapping any run with length > 0."""
-    found: set[int] = set()
-    if not runs or not index:
-        return found
-    starts = [r[0] for r in index]
-    for x0, x1 in runs:
-        i = max(0, int(np.searchsorted(starts, x0, side="right")) - 1)
-        while i < len(index) and index[i][0] < x1:
-            if min(x1, index[i][1]) > max(x0, index[i][0]):
-                found.add(index[i][2])
-            i += 1
-    return found
-
-
-class _Polygonizer:
-    """Band-by-band polygoniser with cross-band merging (see the module docstring)."""
-
-    def __init__(self, height: int) -> None:
-        self.height = height
-        self.groups: dict[int, _Group] = {}
-        self.parent: dict[int, int] = {}
-        self.next_id = 0
-        #: Per class: sorted (x0, x1, group id) runs on the bottom line of the last band.
-        self.open_runs: dict[int, list[tuple[float, float, int]]] = {}
-
-    def _find(self, gid: int) -> int:
-        root = gid
-        while self.parent[root] != root:
-            root = self.parent[root]
-        while self.parent[gid] != root:  # path compression
-            self.parent[gid], gid = root, self.parent[gid]
-        return root
-
-    def _new_group(self, value: int) -> int:
-        gid = self.next_id
-        self.next_id += 1
-        self.groups[gid] = _Group(value)
-        self.parent[gid] = gid
-        return gid
-
-    def band(self, labels: np.ndarray, row: int, nodata: int) -> Iterator[tuple[int, Any]]:
-        """Polygonise rows ``[row, row + n)``; yield ``(class, polygon)`` of finished regions
-        in pixel coordinates."""
-        n = labels.shape[0]
-        top, bottom = float(row), float(row + n)
-        has_above, has_below = row > 0, row + n < self.height
-        mask = labels != nodata
-        next_runs: dict[int, list[tuple[float, float, int]]] = {}
-        for geojson, value in rasterio.features.shapes(
-            labels, mask=mask, connectivity=4, transform=Affine.translation(0, row)
-        ):
-            value = int(value)
-            polygon = shape(geojson)
-            miny, maxy = polygon.bounds[1], polygon.bounds[3]
-            at_top = has_above and miny == top
-            at_bottom = has_below and maxy == bottom
-            if not at_top and not at_bottom:
-                yield value, polygon
-                continue
-            gid = None
-            if at_top:
-                linked = {self._find(g) for g in _overlapping(
-                    _runs_on_line(polygon, top), self.open_runs.get(value, []))}
-                if linked:
-                    gid, *others = sorted(linked)
-                    for other in others:  # this piece joins several regions into one
-                        self.groups[gid].pieces += self.groups.pop(other).pieces
-                        self.parent[other] = gid
-            if gid is None:
-                gid = self._new_group(value)
-            self.groups[gid].pieces.append(polygon)
-            if at_bottom:
-                next_runs.setdefault(value, []).extend(
-                    (x0, x1, gid) for x0, x1 in _runs_on_line(polygon, bottom))
-        # Groups still reaching the bottom line stay open; every other group is complete.
-        alive: set[int] = set()
-        for value, runs in next_runs.items():
-            runs = [(x0, x1, self._find(g)) for x0, x1, g in runs]
-            runs.sort()
-            next_runs[value] = runs
-            alive.update(g for _, _, g in runs)
-        self.open_runs = next_runs
-        for gid in [g for g in self.groups if g not in alive]:
-            group = self.groups.pop(gid)
-            # simplify(0) drops the collinear vertices left on band borders (exact here).
-            yield group.value, shapely.union_all(group.pieces).simplify(0.0)
-        # Union-find entries of finished groups are no longer reachable from open runs.
-        self.parent = {g: self._find(g) for g in self.parent if self._find(g) in self.groups}
 
 
 #: Largest map ``--min-area`` sieves (in memory: 1 byte per pixel plus GDAL's polygon ids).
@@ -237,9 +115,6 @@ def polygonize_class_raster(
     Raises:
         FileExistsError: ``out`` exists and ``overwrite`` is false.
     """
-    import geopandas as gpd
-    import pyogrio
-
     out = Path(out)
     refuse_existing(out, overwrite=overwrite)
     if simplify < 0:
@@ -250,58 +125,13 @@ def polygonize_class_raster(
     partial = out.with_name(f".{out.name}.partial.gpkg")
     partial.unlink(missing_ok=True)
     names = [str(n) for n in class_names]
-    if codes is None:
-        index_of = {i: i for i in range(len(names))}
-    else:
-        index_of = {int(code): i for i, code in enumerate(codes)}
-    written = 0
     try:
         with rasterio.open(raster) as src:
-            crs = src.crs
-            t = src.transform
-            matrix = [t.a, t.b, t.d, t.e, t.c, t.f]
+            layer = _ClassLayer(partial, src.crs, names, codes)
             nd = int(src.nodata) if nodata is None and src.nodata is not None else (
                 IGNORE_INDEX if nodata is None else nodata)
-            height, width = src.height, src.width
-            polygonizer = _Polygonizer(height)
             whole = sieved_map(src, min_pixels, nd) if min_pixels > 1 else None
-            buffer: list[tuple[int, Any]] = []
-
-            def flush() -> None:
-                nonlocal written
-                if not buffer and written:
-                    return
-                values = [v for v, _ in buffer]
-                columns: dict[str, Any] = {}
-                if codes is None:
-                    columns["class_id"] = np.array(values, dtype=np.int32)
-                else:  # a value that is no code (never written by predict) gets id -1
-                    columns["class_id"] = np.array([index_of.get(v, -1) for v in values],
-                                                   dtype=np.int32)
-                    columns["class_code"] = np.array(values, dtype=np.int32)
-                columns["class_name"] = [names[index_of[v]] if v in index_of else str(v)
-                                         for v in values]
-                columns["area"] = np.array([g.area for _, g in buffer], dtype=np.float64)
-                frame = gpd.GeoDataFrame(columns, geometry=[g for _, g in buffer], crs=crs)
-                with warnings.catch_warnings():  # pixel space: "crs was not provided"
-                    warnings.simplefilter("ignore", UserWarning)
-                    pyogrio.write_dataframe(frame, partial, layer=LAYER, driver="GPKG",
-                                            geometry_type="Polygon", append=partial.exists())
-                written += len(buffer)
-                buffer.clear()
-
-            for row in range(0, height, band_rows):
-                n = min(band_rows, height - row)
-                labels = (whole[row:row + n] if whole is not None
-                          else src.read(1, window=Window(0, row, width, n)))
-                for value, geometry in polygonizer.band(labels, row, nd):
-                    geometry = shapely.affinity.affine_transform(geometry, matrix)
-                    if simplify > 0:
-                        geometry = geometry.simplify(simplify, preserve_topology=True)
-                    buffer.extend((value, p) for p in _polygons(geometry))
-                    if len(buffer) >= _FLUSH:
-                        flush()
-            flush()
+            _polygonize_bands(src, whole, nd, band_rows, simplify, layer)
         if colors is not None:
             from geoidec.inference.vector_style import polygon_style_qml, store_style
 
@@ -309,4 +139,81 @@ def polygonize_class_raster(
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
-    return out, written
+    return out, layer.written
+
+
+def _polygonize_bands(src: Any, whole: np.ndarray | None, nodata: int, band_rows: int,
+                      simplify: float, layer: _ClassLayer) -> None:
+    """Polygonise ``src`` (or its sieved map ``whole``) band by band into ``layer``: each
+    finished region mapped to the CRS, simplified when asked, split into polygons."""
+    t = src.transform
+    matrix = [t.a, t.b, t.d, t.e, t.c, t.f]
+    height, width = src.height, src.width
+    polygonizer = BandPolygonizer(height)
+    for row in range(0, height, band_rows):
+        n = min(band_rows, height - row)
+        labels = (whole[row:row + n] if whole is not None
+                  else src.read(1, window=Window(0, row, width, n)))
+        for value, geometry in polygonizer.band(labels, row, nodata):
+            geometry = shapely.affinity.affine_transform(geometry, matrix)
+            if simplify > 0:
+                geometry = geometry.simplify(simplify, preserve_topology=True)
+            layer.add(value, _polygons(geometry))
+    layer.flush()
+
+
+class _ClassLayer:
+    """The ``classes`` layer of a GeoPackage, appended :data:`_FLUSH` polygons at a time.
+
+    Args:
+        path: the GeoPackage.
+        crs: the polygons' CRS (``None`` in pixel space).
+        names: class names by class index.
+        codes: ``codes[i]`` the pixel value of class ``i``, or ``None`` (values are indices).
+    """
+
+    def __init__(self, path: Path, crs: Any, names: list[str],
+                 codes: Sequence[int] | None) -> None:
+        self.path = path
+        self.crs = crs
+        self.names = names
+        self.codes = codes
+        if codes is None:
+            self.index_of = {i: i for i in range(len(names))}
+        else:
+            self.index_of = {int(code): i for i, code in enumerate(codes)}
+        self.buffer: list[tuple[int, Any]] = []
+        self.written = 0
+
+    def add(self, value: int, polygons: list[Any]) -> None:
+        """Buffer ``polygons`` of pixel value ``value``; append when the buffer is full."""
+        self.buffer.extend((value, p) for p in polygons)
+        if len(self.buffer) >= _FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Append the buffered polygons (the first call creates the layer, even empty)."""
+        import geopandas as gpd
+        import pyogrio
+
+        buffer, index_of, names = self.buffer, self.index_of, self.names
+        if not buffer and self.written:
+            return
+        values = [v for v, _ in buffer]
+        columns: dict[str, Any] = {}
+        if self.codes is None:
+            columns["class_id"] = np.array(values, dtype=np.int32)
+        else:  # a value that is no code (never written by predict) gets id -1
+            columns["class_id"] = np.array([index_of.get(v, -1) for v in values],
+                                           dtype=np.int32)
+            columns["class_code"] = np.array(values, dtype=np.int32)
+        columns["class_name"] = [names[index_of[v]] if v in index_of else str(v)
+                                 for v in values]
+        columns["area"] = np.array([g.area for _, g in buffer], dtype=np.float64)
+        frame = gpd.GeoDataFrame(columns, geometry=[g for _, g in buffer], crs=self.crs)
+        with warnings.catch_warnings():  # pixel space: "crs was not provided"
+            warnings.simplefilter("ignore", UserWarning)
+            pyogrio.write_dataframe(frame, self.path, layer=LAYER, driver="GPKG",
+                                    geometry_type="Polygon", append=self.path.exists())
+        self.written += len(buffer)
+        buffer.clear()
