@@ -44,8 +44,8 @@ def export(
     result = export_onnx(model, out, step=step, opset=opset, overwrite=overwrite)
     if stac:
         from geoidec.checkpoint import load_checkpoint, resolve_checkpoint
+        from geoidec.files import file_digest
         from geoidec.inference.stac import write_model_item
-        from geoidec.training.parent import file_digest
 
         source = resolve_checkpoint(model, step)
         write_model_item(result.path, load_checkpoint(source), file_digest(source),

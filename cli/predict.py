@@ -109,8 +109,8 @@ def _names(ckpt: Any) -> str:
 
 def _stac_items(ckpt: Any, predictions: list[Any]) -> list[Path]:
     """A STAC Item beside each prediction's class map."""
+    from geoidec.files import file_digest
     from geoidec.inference.stac import write_stac_item
-    from geoidec.training.parent import file_digest
 
     digest = file_digest(Path(ckpt.path))
     return [write_stac_item(p, ckpt, digest) for p in predictions]

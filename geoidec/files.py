@@ -7,6 +7,7 @@ Kept free of torch so light modules (raster sidecars, the CLI) can use it.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import tempfile
@@ -15,8 +16,8 @@ from typing import Any
 
 from geoidec.errors import DataError
 
-__all__ = ["atomic_write", "fsync_file", "refuse_existing", "write_error", "write_json",
-           "write_text"]
+__all__ = ["atomic_write", "file_digest", "fsync_file", "refuse_existing", "write_error",
+           "write_json", "write_text"]
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -99,3 +100,12 @@ def write_text(path: Path, text: str) -> Path:
 def write_json(path: Path, data: Any) -> Path:
     """Atomically write JSON (indented, NaN-free)."""
     return write_text(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (a parent checkpoint's identity)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()

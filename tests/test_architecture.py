@@ -109,3 +109,63 @@ def test_every_subpackage_is_packaged() -> None:
                  ["tool"]["setuptools"]["packages"])
     found = {"geoidec." + p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
     assert found - listed == set(), f"add to [tool.setuptools] packages: {found - listed}"
+
+
+MAX_MODULE_LINES = 300
+MAX_FUNCTION_LINES = 60
+MAX_METHOD_CLASS_LINES = 150
+
+
+def _code_lines(node: ast.FunctionDef | ast.AsyncFunctionDef, lines: list[str]) -> int:
+    """Lines of code of a function, its signature included; its docstring, blank lines and
+    comment-only lines aside."""
+    span = set(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+    first = node.body[0]
+    if (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+            and isinstance(first.value.value, str)):
+        span -= set(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+    return sum(1 for n in span if lines[n - 1].strip() and not lines[n - 1].strip().startswith("#"))
+
+
+def _too_long(root: Path = PACKAGE) -> list[str]:
+    """Every module, function and method class over its limit, named with its length."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        rel = f"geoidec/{path.relative_to(root)}"
+        text = path.read_text()
+        lines = text.splitlines()
+        if len(lines) > MAX_MODULE_LINES:
+            found.append(f"{rel}: {len(lines)} lines (at most {MAX_MODULE_LINES})")
+        for node in ast.walk(ast.parse(text, str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = _code_lines(node, lines)
+                if n > MAX_FUNCTION_LINES:
+                    found.append(f"{rel}:{node.lineno} {node.name}: {n} lines of code "
+                                 f"(at most {MAX_FUNCTION_LINES})")
+            elif isinstance(node, ast.ClassDef) and path.parent.name == "methods":
+                n = (node.end_lineno or node.lineno) - node.lineno + 1
+                if n > MAX_METHOD_CLASS_LINES:
+                    found.append(f"{rel}:{node.lineno} class {node.name}: {n} lines "
+                                 f"(at most {MAX_METHOD_CLASS_LINES})")
+    return found
+
+
+def test_modules_functions_and_method_classes_stay_small() -> None:
+    too_long = _too_long()
+    assert not too_long, "split these by concept:\n" + "\n".join(too_long)
+
+
+def test_the_size_check_names_what_is_too_long(tmp_path: Path) -> None:
+    """A 61-line function (plus a docstring and comments, which do not count) and a 301-line
+    module are reported; a 60-line function is not."""
+    body = "".join(f"    x{i} = {i}\n" for i in range(59))
+    ok = 'def ok():\n    """Doc\n    string."""\n    # a comment\n' + body
+    long = "def long():\n" + body + "    x = 0\n"
+    (tmp_path / "a.py").write_text(ok + "\n" + long + "\n" * 176)  # lines 1-63, 65-125
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "m.py").write_text("class M:\n" + "    x = 1\n" * 150)
+    assert _too_long(tmp_path) == [
+        "geoidec/a.py: 301 lines (at most 300)",
+        "geoidec/a.py:65 long: 61 lines of code (at most 60)",
+        "geoidec/methods/m.py:1 class M: 151 lines (at most 150)",
+    ]

@@ -36,10 +36,11 @@ from rasterio.windows import Window
 
 from geoidec.data.tiling import grid_windows
 from geoidec.inference.sliding import SlidingWindowPredictor
+from geoidec.inference.window_batches import ReadFn
 
 __all__ = ["StripPredictor", "axis_offsets"]
 
-ReadFn = Callable[[Window], tuple[np.ndarray, np.ndarray]]
+
 Chunk = tuple[int, int, np.ndarray, np.ndarray]
 SumChunk = tuple[int, int, torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -185,7 +186,10 @@ class StripPredictor:
                         if left is not None and carry is not None:
                             zw = left[1] - left[0]
                             prev = np.moveaxis(carry.read(row, acc.shape[1]), 1, 0)
-                            prev_t = torch.from_numpy(np.ascontiguousarray(prev)).to(acc.device)
+                            # carried sums come back read-only (np.frombuffer); torch needs
+                            # a writable array, copied only when it is not one already
+                            prev_t = torch.from_numpy(np.require(prev, requirements=["C", "W"]))
+                            prev_t = prev_t.to(acc.device)
                             acc[:, :, :zw] += prev_t[:k]  # the band is discarded after use
                             wsum[:, :zw] += prev_t[k]
                         yield row, x0, acc[:, :, :emit], wsum[:, :emit], valid[:, :emit]

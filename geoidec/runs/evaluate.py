@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from geoidec.checkpoint import load_checkpoint, resolve_checkpoint
+import numpy as np
+import torch
+
+from geoidec.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from geoidec.config import Config, MethodConfig
-from geoidec.data.base import DataError, DatasetSpec
+from geoidec.data.base import DataError, DatasetSpec, Scene
+from geoidec.data.decoders import LabelDecoder
 from geoidec.data.normalization import with_fill
 from geoidec.data.registry import load_dataset
 from geoidec.devices import resolve_device
@@ -51,18 +55,11 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
             raise DataError(f"step {t} is not part of this run (steps {sorted(plans)})")
         resolve_checkpoint(run, t)
         ckpt = load_checkpoint(run, t, map_location=dev)
-        cfg = Config.from_dict(ckpt.meta["config"])
         plan = plans[t]
         scenes = with_fill(dataset.scenes(split), ckpt.normalization)  # read as in training
-        with window_bar(f"step {t}: evaluating", progress) as bar:
-            cm = evaluate_scenes(
-                ckpt.model, scenes, dataset.decoder, ckpt.normalization, schedule.eval_lut(t),
-                tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
-                batch_size=cfg.eval.batch_size, device=dev, progress=bar,
-                amp=mixed_precision(dev, cfg.train.precision),
-            )
+        matrix = _scorer(ckpt, dev, progress)(scenes, dataset.decoder, schedule.eval_lut(t))
         names = [c.name for c in ckpt.classes]
-        _, summary = step_summary(cm.matrix, names, plan, dataset.eval_background)
+        _, summary = step_summary(matrix, names, plan, dataset.eval_background)
         report["steps"].append({"step": t, "step_classes": [names[c] for c in
                                                             plan.step_classes], **summary})
     return steps_table(report)
@@ -78,20 +75,11 @@ def _evaluate_by_name(run: Path, step: int | None, split: str, datasets: Sequenc
         if t not in found:
             raise DataError(f"step {t} is not part of this run (steps {found})")
         ckpt = load_checkpoint(run, t, map_location=device)
-        cfg = Config.from_dict(ckpt.meta["config"])
         names = [c.name for c in ckpt.classes]
         schedule = TaskSchedule.from_dict(ckpt.meta["task"])
-
-        def evaluate(scenes: Any, decoder: Any, lut: Any, ckpt: Any = ckpt,
-                     cfg: Config = cfg) -> Any:
-            with window_bar(f"step {ckpt.meta.get('step')}: evaluating", progress) as bar:
-                return evaluate_scenes(ckpt.model, scenes, decoder, ckpt.normalization, lut,
-                                       tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
-                                       batch_size=cfg.eval.batch_size, device=device,
-                                       progress=bar).matrix
-
         matrix, scored, _ = evaluate_by_name(
-            evaluate, names, [(d, split) for d in datasets], ckpt.normalization,
+            _scorer(ckpt, device, progress), names, [(d, split) for d in datasets],
+            ckpt.normalization,
             lambda m: print(f"geoidec: {m}", file=sys.stderr))
         if matrix is None:
             raise DataError("no dataset lists a class the model knows; nothing to score")
@@ -99,3 +87,20 @@ def _evaluate_by_name(run: Path, step: int | None, split: str, datasets: Sequenc
         report["steps"].append({"step": t, "step_classes": list(ckpt.meta["step_classes"]),
                                 **summary})
     return steps_table(report)
+
+
+def _scorer(ckpt: Checkpoint, device: torch.device, progress: bool
+            ) -> Callable[[Sequence[Scene], LabelDecoder, np.ndarray], np.ndarray]:
+    """``(scenes, decoder, lut) -> confusion matrix`` of a saved step, evaluated as training
+    evaluated it (the checkpoint's tile, overlap, batch size and mixed precision)."""
+    cfg = Config.from_dict(ckpt.meta["config"])
+
+    def score(scenes: Sequence[Scene], decoder: LabelDecoder, lut: np.ndarray) -> np.ndarray:
+        with window_bar(f"step {ckpt.meta.get('step')}: evaluating", progress) as bar:
+            return evaluate_scenes(ckpt.model, scenes, decoder, ckpt.normalization, lut,
+                                   tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
+                                   batch_size=cfg.eval.batch_size, device=device,
+                                   amp=mixed_precision(device, cfg.train.precision),
+                                   progress=bar).matrix
+
+    return score

@@ -4,12 +4,12 @@ their datasets and runs) behind the model."""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from geoidec.checkpoint import Checkpoint, load_checkpoint
+from geoidec.files import file_digest
 from geoidec.run_folder import RunFolder
 from geoidec.tasks import TaskSchedule
 
@@ -36,14 +36,6 @@ class Parent:
         return [c.name for c in self.checkpoint.classes]
 
 
-def file_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-    return sha.hexdigest()
-
-
 def lineage_of(meta: dict[str, Any], path: Path) -> list[dict[str, Any]]:
     """The steps behind a checkpoint: its own ``lineage`` (``--from`` runs), or, for a run of
     one dataset, the steps of its schedule up to the checkpoint's step."""
@@ -64,4 +56,4 @@ def load_parent(source: Path) -> Parent:
     return Parent(Path(source), ckpt, file_digest(ckpt.path), lineage_of(ckpt.meta, ckpt.path))
 
 
-__all__ = ["Parent", "file_digest", "lineage_of", "load_parent"]
+__all__ = ["Parent", "lineage_of", "load_parent"]
