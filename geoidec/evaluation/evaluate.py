@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
+from geoidec.config import Config
 from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import Scene
 from geoidec.data.decoders import LabelDecoder
@@ -23,6 +24,10 @@ from geoidec.inference.reading import SingleReader, WindowReader
 from geoidec.inference.sliding import SlidingWindowPredictor
 from geoidec.methods.base import StepPlan
 from geoidec.models import SegmentationModel
+from geoidec.progress import window_bar
+
+#: A step's scoring function: (scenes, their label decoder, label LUT) -> confusion matrix.
+Scorer = Callable[[Sequence[Scene], LabelDecoder, np.ndarray], np.ndarray]
 
 
 def mixed_precision(device: torch.device, precision: str) -> bool:
@@ -136,3 +141,21 @@ def evaluate_scenes_sharded(
     else:
         matrix = np.zeros((model.num_classes, model.num_classes), dtype=np.int64)
     return all_reduce_sum(matrix, device)
+
+
+def step_scorer(model: SegmentationModel, normalization: Normalization, *, step: int,
+                tile: int, overlap: int, config: Config, device: torch.device,
+                progress: bool = True) -> Scorer:
+    """``(scenes, decoder, lut) -> confusion matrix`` of one step's model, the one way a step
+    is scored, after training and by ``geoidec evaluate``: windows of ``tile`` px with
+    ``overlap``, ``config.eval.batch_size``, mixed precision as ``config.train.precision``
+    allows, a progress bar, the scenes shared over DDP processes."""
+    amp = mixed_precision(device, config.train.precision)
+
+    def score(scenes: Sequence[Scene], decoder: LabelDecoder, lut: np.ndarray) -> np.ndarray:
+        with window_bar(f"step {step}: evaluating", progress) as bar:
+            return evaluate_scenes_sharded(
+                model, scenes, decoder, normalization, lut, tile=tile, overlap=overlap,
+                batch_size=config.eval.batch_size, device=device, amp=amp, progress=bar)
+
+    return score

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from geoidec.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
 from geoidec.config import Config, MethodConfig
-from geoidec.data.base import DataError, DatasetSpec, Scene
-from geoidec.data.decoders import LabelDecoder
+from geoidec.data.base import DataError, DatasetSpec
 from geoidec.data.normalization import with_fill
 from geoidec.data.registry import load_dataset
 from geoidec.devices import resolve_device
 from geoidec.evaluation.by_name import evaluate_by_name, summary_by_name
-from geoidec.evaluation.evaluate import evaluate_scenes, mixed_precision, step_summary
+from geoidec.evaluation.evaluate import Scorer, step_scorer, step_summary
 from geoidec.methods import build_method
-from geoidec.progress import window_bar
 from geoidec.run_folder import RunFolder
 from geoidec.runs.reports import steps_table
 from geoidec.tasks import TaskSchedule
@@ -89,18 +86,10 @@ def _evaluate_by_name(run: Path, step: int | None, split: str, datasets: Sequenc
     return steps_table(report)
 
 
-def _scorer(ckpt: Checkpoint, device: torch.device, progress: bool
-            ) -> Callable[[Sequence[Scene], LabelDecoder, np.ndarray], np.ndarray]:
-    """``(scenes, decoder, lut) -> confusion matrix`` of a saved step, evaluated as training
-    evaluated it (the checkpoint's tile, overlap, batch size and mixed precision)."""
-    cfg = Config.from_dict(ckpt.meta["config"])
-
-    def score(scenes: Sequence[Scene], decoder: LabelDecoder, lut: np.ndarray) -> np.ndarray:
-        with window_bar(f"step {ckpt.meta.get('step')}: evaluating", progress) as bar:
-            return evaluate_scenes(ckpt.model, scenes, decoder, ckpt.normalization, lut,
-                                   tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
-                                   batch_size=cfg.eval.batch_size, device=device,
-                                   amp=mixed_precision(device, cfg.train.precision),
-                                   progress=bar).matrix
-
-    return score
+def _scorer(ckpt: Checkpoint, device: torch.device, progress: bool) -> Scorer:
+    """A saved step scored as training scored it (the checkpoint's tile, overlap, batch size
+    and mixed precision)."""
+    return step_scorer(ckpt.model, ckpt.normalization, step=int(ckpt.meta.get("step", 0)),
+                       tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
+                       config=Config.from_dict(ckpt.meta["config"]), device=device,
+                       progress=progress)

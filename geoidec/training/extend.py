@@ -35,11 +35,10 @@ from geoidec.data.classes import ClassInfo
 from geoidec.data.normalization import Normalization
 from geoidec.errors import UsageError
 from geoidec.evaluation.by_name import evaluate_by_name, summary_by_name
-from geoidec.evaluation.evaluate import evaluate_scenes_sharded, mixed_precision
+from geoidec.evaluation.evaluate import step_scorer
 from geoidec.evaluation.summary import forgetting
 from geoidec.methods import StepPlan
 from geoidec.models import SegmentationModel
-from geoidec.progress import window_bar
 from geoidec.training.class_match import match_classes, step_plan
 from geoidec.training.guard_rails import check_inputs
 from geoidec.training.parent import Parent, load_parent
@@ -119,14 +118,9 @@ class ExtendRun(IncrementalRun):
         own = [(self.dataset, cfg.eval.split)] if self.eval_scenes else []
         others = [(d, "test") for d in self.eval_on]
 
-        def evaluate(scenes: Sequence[Scene], decoder: Any, lut: np.ndarray) -> np.ndarray:
-            with window_bar(f"step {plan.step}: evaluating", self.shows_progress) as progress:
-                return evaluate_scenes_sharded(
-                    model, scenes, decoder, normalization, lut, tile=self.eval_tile,
-                    overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size,
-                    device=self.device,
-                    amp=mixed_precision(self.device, cfg.train.precision), progress=progress)
-
+        evaluate = step_scorer(model, normalization, step=plan.step, tile=self.eval_tile,
+                               overlap=cfg.eval.overlap, config=cfg, device=self.device,
+                               progress=self.shows_progress)
         self.echo(f"step {plan.step}: evaluating on " + (", ".join(
             f"{d.name} ({split})" for d, split in own + others) or "nothing (no test split "
             "and no --eval-on)"))

@@ -34,12 +34,11 @@ from geoidec.checkpoint import load_checkpoint
 from geoidec.data.normalization import Normalization
 from geoidec.data.transforms import TrainAugmentation
 from geoidec.devices import barrier
-from geoidec.evaluation.evaluate import evaluate_scenes_sharded, mixed_precision, step_summary
+from geoidec.evaluation.evaluate import step_scorer, step_summary
 from geoidec.evaluation.summary import forgetting
 from geoidec.files import write_json, write_text
 from geoidec.methods import StepPlan
 from geoidec.models import SegmentationModel
-from geoidec.progress import window_bar
 from geoidec.training.loader import ChipSampler
 from geoidec.training.module import StepModule
 from geoidec.training.resume import PartialCheckpoint
@@ -189,12 +188,10 @@ class IncrementalRun(Step0Reuse, StepSetup):
         self.echo(f"step {plan.step}: evaluating on {len(self.eval_scenes)} "
                   f"{cfg.eval.split} scene(s)")
         started = time.perf_counter()
-        with window_bar(f"step {plan.step}: evaluating", self.shows_progress) as progress:
-            matrix = evaluate_scenes_sharded(
-                model, self.eval_scenes, self.dataset.decoder, normalization,
-                self.schedule.eval_lut(plan.step), tile=self.eval_tile,
-                overlap=cfg.eval.overlap, batch_size=cfg.eval.batch_size, device=self.device,
-                amp=mixed_precision(self.device, cfg.train.precision), progress=progress)
+        score = step_scorer(model, normalization, step=plan.step, tile=self.eval_tile,
+                            overlap=cfg.eval.overlap, config=cfg, device=self.device,
+                            progress=self.shows_progress)
+        matrix = score(self.eval_scenes, self.dataset.decoder, self.schedule.eval_lut(plan.step))
         old, summary = step_summary(matrix, names, plan, self.dataset.eval_background)
         self._last_cm = matrix
         return {
