@@ -11,11 +11,6 @@ from geoidec.errors import DataError
 from geoidec.run_folder import RunFolder
 
 
-def load_report(run: Path) -> dict[str, Any]:
-    """A run's report.json, or a one-line error."""
-    return RunFolder(run).read_report()
-
-
 def _label(report: dict[str, Any], run: Path) -> str:
     ablation = report.get("label")
     return ablation or report["method"]
@@ -37,7 +32,7 @@ def compare_runs(runs: list[Path]) -> str:
         raise DataError("give at least one run folder")
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
-        report = load_report(run)
+        report = RunFolder(run).read_report()
         key = (report["dataset"], report["task"], _label(report, run))
         groups[key].append(report["steps"][-1])
     classes: list[str] = []

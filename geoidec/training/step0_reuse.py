@@ -26,8 +26,6 @@ class Step0Reuse(StepSaving):
     def _reuse_step0(self, plan: StepPlan, normalization: Normalization, meta: dict[str, Any],
                      history: list[dict[str, Any]]) -> SegmentationModel:
         """Take step 0 (model and report entry) from another run of the same set-up."""
-        from geoidec.runs.compare import load_report
-
         source = Path(self.step0_from)  # type: ignore[arg-type]
         ckpt = load_checkpoint(source, 0)
         theirs = TaskSchedule.from_dict(ckpt.meta["task"])
@@ -44,12 +42,13 @@ class Step0Reuse(StepSaving):
             problems.append("its model architecture differs")
         if problems:
             raise DataError(f"cannot reuse step 0 of {source}: " + "; ".join(problems))
-        entry = dict(load_report(source)["steps"][0])
+        run = RunFolder(source)
+        entry = dict(run.read_report()["steps"][0])
         entry["reused_from"] = str(source)
         self.echo(f"step 0: reusing the model of {source}")
         names = [c.name for c in ckpt.classes]
         history.append(entry["per_class_iou"])
-        self._last_cm = RunFolder(source).read_confusion(0)[1].astype(np.int64)
+        self._last_cm = run.read_confusion(0)[1].astype(np.int64)
         self._save_step(plan, ckpt.model, meta, names, entry)
         return ckpt.model.eval()
 
