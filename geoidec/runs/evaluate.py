@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from geoidec.checkpoint import Checkpoint, load_checkpoint, resolve_checkpoint
+from geoidec.checkpoint import Checkpoint, load_checkpoint
 from geoidec.config import Config, MethodConfig
 from geoidec.data.base import DataError, DatasetSpec
 from geoidec.data.normalization import with_fill
@@ -50,7 +50,6 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
     for t in steps:
         if t not in plans:
             raise DataError(f"step {t} is not part of this run (steps {sorted(plans)})")
-        resolve_checkpoint(run, t)
         ckpt = load_checkpoint(run, t, map_location=dev)
         plan = plans[t]
         scenes = with_fill(dataset.scenes(split), ckpt.normalization)  # read as in training
