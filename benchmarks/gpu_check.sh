@@ -8,8 +8,9 @@
 # train: sample -> 4-1 finetune + idec on CUDA (AMP), a one-process torchrun launch,
 #        evaluate, predict on CUDA vs CPU (agreement of the two class maps)
 # bench: benchmarks/step_cost.py, benchmarks/predict.py (MobileNet and ResNet-101, with
-#        the null-model ceiling, JSON in OUTDIR) and benchmarks/train_throughput.py (paper
-#        preset) on CUDA: the figures issue 15 asks for (docs/performance.md)
+#        the null-model ceiling, JSON in OUTDIR), a main-thread profile of one prediction,
+#        benchmarks/precision_layout.py and benchmarks/train_throughput.py (paper preset)
+#        on CUDA: the figures issue 15 asks for (docs/performance.md)
 # shared: one scene predicted by 2 torchrun processes on the GPU vs one process
 set -uo pipefail
 OUT=${1:?usage: gpu_check.sh OUTDIR [tests|train|bench|all]}
@@ -19,6 +20,8 @@ PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 W=$(mktemp -d)
 stamp() { echo "== $(date +%T) $*"; }
+# wall seconds of a command (no /usr/bin/time on bare GPU images)
+wall() { local label=$1 t0=$EPOCHREALTIME; shift; "$@"; echo "$label: $(python3 -c "print(f'{$EPOCHREALTIME - $t0:.1f}')") s wall"; }
 
 stamp environment
 nvidia-smi -L
@@ -37,10 +40,10 @@ if [[ $WHAT == train || $WHAT == all ]]; then
     stamp sample
     $G samples isprs --out "$W/sample" --size 384 --resolution 0.1
     stamp "finetune 4-1 on cuda (precision auto = 16-mixed)"
-    /usr/bin/time -f "%e s wall" $G train isprs --root "$W/sample" --steps 4-1 --preset cpu \
+    wall train $G train isprs --root "$W/sample" --steps 4-1 --preset cpu \
         --device cuda --out "$W/ft" --quiet
     stamp "idec 4-1 on cuda, sharing step 0"
-    /usr/bin/time -f "%e s wall" $G train isprs --root "$W/sample" --steps 4-1 --preset cpu \
+    wall train $G train isprs --root "$W/sample" --steps 4-1 --preset cpu \
         --device cuda --method idec --step0-from "$W/ft" --out "$W/idec" --quiet
     stamp "idec 4-1 on cuda through torchrun (one process: the launcher path, no DDP)"
     $PY -m torch.distributed.run --standalone --nproc_per_node 1 -m geoidec.cli.main train \
@@ -81,6 +84,15 @@ if [[ $WHAT == bench || $WHAT == all ]]; then
         --batch-size 32 --json "$OUT/predict_mobilenet.json"
     $PY benchmarks/predict.py --device cuda --sizes 8000 --workdir "$W/bench" \
         --batch-size 16 --backbone resnet101 --aspp 256 --json "$OUT/predict_resnet101.json"
+    stamp "main-thread profile of one resnet101 prediction, 8,000^2 (top 30 by own time)"
+    $PY -m cProfile -o "$OUT/predict_resnet101.prof" -m geoidec.cli.main predict \
+        "$W/bench/scene_8000.tif" --model "$W/bench/bench_resnet101_256.pt" --device cuda \
+        --batch-size 16 --confidence --out "$W/prof.tif" --quiet
+    $PY -c "import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats('tottime').print_stats(30)" \
+        "$OUT/predict_resnet101.prof" | tail -45
+    stamp "precision and memory layout: resnet101, 512 px, batch 12"
+    $PY benchmarks/precision_layout.py --device cuda --iterations 15 --compile \
+        --json "$OUT/precision_layout.json"
     stamp "training throughput on cuda (paper preset)"
     $PY benchmarks/train_throughput.py --device cuda --batch-size 12 --iterations 40 \
         --workdir "$W/train" --json "$OUT/train_throughput.json"
@@ -90,10 +102,10 @@ if [[ $WHAT == shared || $WHAT == all ]]; then
     stamp "one scene shared by 2 torchrun processes (cuda) vs one process"
     $PY benchmarks/predict.py --device cuda --sizes 3000 --workdir "$W/shared" >/dev/null
     scene="$W/shared/scene_3000.tif"
-    ckpt="$W/shared/bench_step_0.pt"
-    /usr/bin/time -f "one process: %e s" $G predict "$scene" --model "$ckpt" --device cuda \
+    ckpt="$W/shared/bench_mobilenet_v3_small_64.pt"
+    wall "one process" $G predict "$scene" --model "$ckpt" --device cuda \
         --out "$W/one.tif" --quiet --confidence
-    /usr/bin/time -f "two processes: %e s" $PY -m torch.distributed.run --standalone \
+    wall "two processes" $PY -m torch.distributed.run --standalone \
         --nproc_per_node 2 -m geoidec.cli.main predict "$scene" --model "$ckpt" \
         --device cuda --out "$W/two.tif" --quiet --confidence
     $PY - "$W/one.tif" "$W/two.tif" <<'EOF'
