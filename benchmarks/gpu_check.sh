@@ -12,6 +12,17 @@
 #        benchmarks/precision_layout.py and benchmarks/train_throughput.py (paper preset)
 #        on CUDA: the figures issue 15 asks for (docs/performance.md)
 # shared: one scene predicted by 2 torchrun processes on the GPU vs one process
+#
+# On a bare CUDA image (torch, torchvision, lightning, timm, typer present; no GDAL stack),
+# from the repository root: download the missing wheels for its Python where pip works
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+#     --platform manylinux_2_24_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#     torchgeo==0.8.1 rasterio==1.4.4 affine cligj click-plugins kornia==0.9.0 kornia-rs \
+#     shapely==2.2.0 pyproj geopandas==1.2.0
+# then there: pip install --no-deps --no-index --target /tmp/site .whl/*.whl;
+# ln -s ../cli geoidec/cli; ln -s ../configs geoidec/configs (the installed package layout);
+# export PYTHONPATH=$PWD:/tmp/site. Keep the image's typer (ours needs pydantic).
 set -uo pipefail
 OUT=${1:?usage: gpu_check.sh OUTDIR [tests|train|bench|all]}
 WHAT=${2:-all}
@@ -90,12 +101,12 @@ if [[ $WHAT == bench || $WHAT == all ]]; then
         --batch-size 16 --confidence --out "$W/prof.tif" --quiet
     $PY -c "import pstats, sys; pstats.Stats(sys.argv[1]).sort_stats('tottime').print_stats(30)" \
         "$OUT/predict_resnet101.prof" | tail -45
-    stamp "precision and memory layout: resnet101, 512 px, batch 12"
-    $PY benchmarks/precision_layout.py --device cuda --iterations 15 --compile \
-        --json "$OUT/precision_layout.json"
     stamp "training throughput on cuda (paper preset)"
     $PY benchmarks/train_throughput.py --device cuda --batch-size 12 --iterations 40 \
         --workdir "$W/train" --json "$OUT/train_throughput.json"
+    stamp "precision and memory layout: resnet101, 512 px, batch 12 (add --compile: minutes)"
+    $PY benchmarks/precision_layout.py --device cuda --iterations 10 \
+        --json "$OUT/precision_layout.json"
 fi
 if [[ $WHAT == shared || $WHAT == all ]]; then
     G="$PY -m geoidec.cli.main"

@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -83,13 +84,14 @@ def measure(args: argparse.Namespace, device: torch.device, precision: str,
     train_s = timed(train_step, device, args.iterations)
     model.eval()
 
-    def forward(net: torch.nn.Module = model) -> None:
+    def forward(net: Callable[..., Any] = model) -> None:
         with torch.inference_mode(), autocast(device, dtype):
             torch.softmax(net(x).logits.float(), dim=1)
 
     predict_s = timed(forward, device, args.iterations)
     result = {"precision": precision, "channels_last": channels_last,
-              "train_steps_per_s": 1 / train_s, "predict_windows_per_s": args.batch_size / predict_s}
+              "train_steps_per_s": 1 / train_s,
+              "predict_windows_per_s": args.batch_size / predict_s}
     if args.compile_this:
         start = time.perf_counter()
         compiled = torch.compile(model)

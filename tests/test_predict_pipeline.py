@@ -249,6 +249,18 @@ def test_channels_last_and_compile_give_the_same_probabilities(tiny_checkpoint: 
     torch.testing.assert_close(compiled, plain, atol=1e-4, rtol=1e-4)
 
 
+def test_prediction_layout_is_chosen_per_device(tiny_checkpoint: Path) -> None:
+    """Channels-last on CPU; the standard layout on CUDA, where fp16 convolutions ran faster
+    in it (benchmarks/precision_layout.py). Building the forward converts the model, so
+    this runs without a GPU."""
+    for device, want in (("cpu", True), ("cuda", False)):
+        model = load_checkpoint(tiny_checkpoint).model.eval()
+        probability_fn(model, torch.device(device), amp=device == "cuda")
+        conv = next(m for m in model.modules()
+                    if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last) is want, device
+
+
 def _has_compiler() -> bool:
     import shutil
 
