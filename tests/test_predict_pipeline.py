@@ -68,6 +68,22 @@ def test_mode_and_average_of_hand_made_cells() -> None:
     assert downsample(bands, "mode", n).shape == (2, 1, 4)
 
 
+def test_average_without_nodata_rounds_half_up_like_the_masked_path() -> None:
+    """A band with no nodata takes the direct (sum + 2) // 4 path: hand-computed means
+    (6/4 = 1.5 -> 2, 1018/4 = 254.5 -> 255, 2/4 -> 1, 1/4 -> 0), the same values as the
+    nodata-aware path gives on random data once one nodata pixel forces it."""
+    data = np.array([[0, 1, 254, 255, 1, 0, 0, 0],
+                     [2, 3, 254, 255, 1, 0, 1, 0]], dtype=np.uint8)
+    np.testing.assert_array_equal(downsample(data, "average", 7), [[2, 255, 1, 0]])
+    rng = np.random.default_rng(1)
+    band = rng.integers(0, 250, (64, 96), dtype=np.uint8)
+    forced = band.copy()
+    forced[-1, -1] = 255  # one nodata pixel in the last cell: the masked path runs
+    direct, masked = downsample(band, "average", 255), downsample(forced, "average", 255)
+    np.testing.assert_array_equal(direct[:-1], masked[:-1])
+    np.testing.assert_array_equal(direct[-1, :-1], masked[-1, :-1])
+
+
 def test_overview_levels_are_gdal_auto_levels(tmp_path: Path) -> None:
     """The chain's levels are those GDAL's COG driver makes itself (OVERVIEWS=AUTO), and
     the COG keeps them."""

@@ -80,6 +80,14 @@ def _mode(data: np.ndarray, nodata: int) -> np.ndarray:
 
 def _average(data: np.ndarray, nodata: int) -> np.ndarray:
     cells = _cells(data, nodata)
+    if not any((c == nodata).any() for c in cells):
+        # every pixel valid (the usual band): floor(sum / 4 + 0.5) == (sum + 2) >> 2
+        total = cells[0].astype(np.uint16)
+        for c in cells[1:]:
+            total += c
+        total += 2
+        total >>= 2
+        return total.astype(np.uint8)
     total = np.zeros(cells[0].shape, dtype=np.uint16)
     n = np.zeros(cells[0].shape, dtype=np.uint8)
     for c in cells:
