@@ -62,8 +62,10 @@ def evaluate_scenes(
 ) -> ConfusionMatrix:
     """One confusion matrix over every pixel of every scene (labels remapped by ``lut``);
     ``progress(done, total)`` counts the windows of all scenes together. The model runs in
-    the channels-last layout and leaves in the layout it came in (the training setting
-    ``train.channels_last`` decides the layout of the steps that follow)."""
+    the prediction's layout for ``device`` (channels-last on CPU, see
+    :func:`~geoidec.inference.forward.prefers_channels_last`) and leaves in the layout it
+    came in (the training setting ``train.channels_last`` decides the layout of the steps
+    that follow)."""
     model.eval().to(device)
     with _layout_kept(model):
         return _evaluate(model, scenes, decoder, normalization, lut, tile, overlap, batch_size,
