@@ -34,6 +34,7 @@ def convert_to_cog(
     level: int,
     predictor: bool,
     threads: int,
+    chain_from: int = 0,
 ) -> None:
     """Copy ``partial`` to the Cloud-Optimized GeoTIFF ``converted``.
 
@@ -47,9 +48,10 @@ def convert_to_cog(
         level: DEFLATE level (libdeflate, 1-12).
         predictor: horizontal differencing (``PREDICTOR=2``).
         threads: threads GDAL compresses the blocks with (``NUM_THREADS``).
+        chain_from: overview levels already written beside ``partial`` (MODE and AVERAGE).
     """
     if overviews and resampling in ("MODE", "AVERAGE"):
-        overview_chain(partial, resampling, nodata, BLOCK)
+        overview_chain(partial, resampling, nodata, BLOCK, start=chain_from)
     rasterio.shutil.copy(
         partial, converted, driver="COG", COMPRESS="DEFLATE",
         BLOCKSIZE=BLOCK, OVERVIEWS="AUTO" if overviews else "NONE",

@@ -108,19 +108,24 @@ def downsample(data: np.ndarray, resampling: str, nodata: int) -> np.ndarray:
     return np.stack([fn(band, nodata) for band in data])
 
 
-def overview_chain(path: Path, resampling: str, nodata: int, block: int) -> list[Path]:
+def overview_chain(path: Path, resampling: str, nodata: int, block: int,
+                   start: int = 0) -> list[Path]:
     """Write the overview files of the GeoTIFF ``path`` (``path.ovr``, ``path.ovr.ovr``,
     ...; tiled ``block`` px, ZSTD level 1: read once by the COG conversion) and return them
     in order. Each level is read from the previous file in bands of :data:`BAND_ROWS`
-    output rows."""
+    output rows; the first ``start`` levels exist already (written while the raster was,
+    :class:`~geoidec.inference.overview_stream.OverviewStream`) and are kept."""
     path = Path(path)
     with rasterio.open(path) as src:
         sizes = overview_sizes(src.height, src.width, block)
         count = src.count
     written: list[Path] = []
     source = path
+    for _ in range(start):
+        source = source.with_name(source.name + ".ovr")
+        written.append(source)
     try:
-        for height, width in sizes:
+        for height, width in sizes[start:]:
             target = source.with_name(source.name + ".ovr")
             written.append(target)
             profile = {"driver": "GTiff", "height": height, "width": width, "count": count,

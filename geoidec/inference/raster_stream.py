@@ -28,6 +28,7 @@ from rasterio.windows import Window
 from geoidec.constants import IGNORE_INDEX
 from geoidec.files import refuse_existing
 from geoidec.inference.conversion import BLOCK, convert_to_cog, convert_to_png, is_cog
+from geoidec.inference.overview_stream import OverviewStream
 from geoidec.inference.overviews import remove_chain
 
 __all__ = ["RasterStream", "as_uint8"]
@@ -142,11 +143,15 @@ class RasterStream:
         self._chunked = False
         self._finished = False
         self._dst: rasterio.io.DatasetWriter | None = None
+        self._ovr: OverviewStream | None = None  # MODE/AVERAGE levels made as bands come
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._dst = self._open_partial(transform)
             self._describe(self._dst, descriptions, gray, tags)
             self.setup(self._dst)
+            if self.fmt == "COG" and overviews and self.overview_resampling != "NEAREST":
+                self._ovr = OverviewStream(self.partial, height, width, count,
+                                           self.overview_resampling, nodata, BLOCK)
         except BaseException:
             self.abort()
             raise
@@ -221,6 +226,8 @@ class RasterStream:
             raise ValueError(f"band at row {row_start} overruns height {self.height}")
         data = np.stack([as_uint8(b, row_start, w) for b in data])
         self._dst.write(data, window=Window(col, row_start, w, n))
+        if self._ovr is not None:
+            self._ovr.add(row_start, col, data)
         self._row = row_start + n
         self._pixels += n * w
 
@@ -233,6 +240,7 @@ class RasterStream:
             return self.converted
         try:
             self._dst.close()
+            levels = self._ovr.close() if self._ovr is not None else 0
             if self._chunked and self._pixels != self.height * self.width:
                 raise ValueError(f"chunks cover {self._pixels} of {self.height * self.width} "
                                  "pixels")
@@ -244,7 +252,8 @@ class RasterStream:
                     convert_to_cog(self.partial, self.converted, nodata=self.nodata,
                                    overviews=self.overviews,
                                    resampling=self.overview_resampling, level=self.level,
-                                   predictor=self.predictor, threads=self.threads)
+                                   predictor=self.predictor, threads=self.threads,
+                                   chain_from=levels)
                 else:
                     convert_to_png(self.partial, self.converted)
                 self.check(self.converted)
@@ -273,6 +282,8 @@ class RasterStream:
                 self._dst.close()
             except Exception:  # noqa: BLE001 - cleaning up after another error
                 pass
+        if self._ovr is not None:
+            self._ovr.close()
         self._cleanup()
 
     def _cleanup(self) -> None:
