@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from geoidec.cli.options import Device, Quiet
+from geoidec.cli.options import Device, Quiet, TtaOption
 
 from geoidec.config import Split
 
@@ -21,13 +21,15 @@ def evaluate(
     on: Annotated[list[str] | None, typer.Option(
         "--on", help="Score on this dataset's test split instead (repeatable): every class "
         "it lists, matched to the model's by name.")] = None,
+    tta: TtaOption = None,
     quiet: Quiet = False,
 ) -> None:
     """Evaluate a run's saved steps again over whole scenes and print the table.
 
-    Example: `geoidec evaluate runs/demo --step 1`, `geoidec evaluate runs/v2 --on old.yaml`
+    Example: `geoidec evaluate runs/demo --step 1`, `geoidec evaluate runs/v2 --on old.yaml`,
+    `geoidec evaluate runs/demo --tta d4`
     """
     from geoidec.runs.evaluate import evaluate_run
 
     typer.echo(evaluate_run(run, step=step, split=split, root=root, device=device,
-                            on=on or (), progress=not quiet))
+                            on=on or (), tta=tta, progress=not quiet))

@@ -43,3 +43,12 @@ DeviceOrConfig = Annotated[str | None, _DEVICE]
 
 Quiet = Annotated[bool, typer.Option(help="No progress bars.")]
 """``--quiet`` of train and evaluate."""
+
+TTA_NAMES = ("none", "flip", "d4")
+
+TtaOption = Annotated[str | None, typer.Option(
+    "--tta", metavar=metavar(TTA_NAMES), autocompletion=completer(lambda: TTA_NAMES),
+    help="Test-time augmentation: none, flip (the mean of the probabilities over 4 flips: "
+    "4x the forwards) or d4 (over the 8 rotations and flips of the square: 8x).")]
+"""``--tta`` of evaluate and predict (default: evaluate as trained, ``eval.tta``; predict
+``none``)."""

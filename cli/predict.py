@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from geoidec.cli.options import Device
+from geoidec.cli.options import TTA_NAMES, Device, TtaOption
 from geoidec.cli.sigterm import sigterm_unwinds
 
 from geoidec.progress import progress_bar, window_progress
@@ -64,7 +64,8 @@ def predict(
     confidence: Confidence = False, probabilities: Probabilities = False,
     vectors: Vectors = None, simplify: Simplify = 0.0, min_area: MinArea = None,
     change_from: ChangeFrom = None, preview: Preview = False, stac: Stac = False,
-    compile_model: Compile = False, overwrite: Overwrite = False, quiet: Quiet = False,
+    compile_model: Compile = False, tta: TtaOption = None, overwrite: Overwrite = False,
+    quiet: Quiet = False,
 ) -> None:
     """Map whole scenes into georeferenced class rasters with names and colours.
 
@@ -74,7 +75,10 @@ def predict(
     runs/demo --out photo.png`.
     """
     with sigterm_unwinds():
+        from geoidec.config.choices import match_choice
         from geoidec.inference import launch
+
+        tta = match_choice(tta or "none", TTA_NAMES, "--tta")
 
         targets = launch.prediction_targets(scenes, out, stac=stac, overwrite=overwrite)
         process = launch.join_launch(device, quiet)  # torchrun/srun: the ranks share scenes
@@ -88,7 +92,7 @@ def predict(
         options = dict(tile=tile_size, overlap=overlap, batch_size=batch_size,
                        device=process.device, overwrite=overwrite, confidence=confidence,
                        probabilities=probabilities, simplify=simplify, change_from=old,
-                       preview=preview, group=process.group, min_area=min_area)
+                       preview=preview, group=process.group, min_area=min_area, tta=tta)
         write_stac = stac and process.is_main  # rank 0 alone writes the STAC items
         if targets.batch:
             _predict_batch(ckpt, targets.scenes, targets.out, vectors, options, process.quiet,

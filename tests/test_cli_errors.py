@@ -119,6 +119,14 @@ def test_predict_missing_input(tiny_checkpoint: Path, tmp_path: Path,
     assert not (tmp_path / "o.tif").exists()
 
 
+def test_predict_unknown_tta(tiny_checkpoint: Path, tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    outcome = run_main(["predict", tmp_path / "absent.tif", "--model", tiny_checkpoint,
+                        "--out", tmp_path / "o.tif", "--tta", "flips", "--quiet"], monkeypatch)
+    assert_one_line_error(outcome, "--tta must be one of none, flip, d4", "'flip'")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_predict_non_raster(tiny_checkpoint: Path, tmp_path: Path,
                             monkeypatch: pytest.MonkeyPatch) -> None:
     text = tmp_path / "notes.txt"

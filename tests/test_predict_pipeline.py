@@ -265,6 +265,51 @@ def test_channels_last_and_compile_give_the_same_probabilities(tiny_checkpoint: 
     torch.testing.assert_close(compiled, plain, atol=1e-4, rtol=1e-4)
 
 
+def test_test_time_augmentation_is_the_mean_over_the_symmetries(tiny_checkpoint: Path) -> None:
+    """``tta``: the mean of the probabilities over the views, each turned back onto the
+    input's pixels; checked against the same group written with rot90 (d4: 4 rotations,
+    each with and without a left-right flip; flip: rotation by 180 is both flips)."""
+    model = load_checkpoint(tiny_checkpoint).model.eval()
+    one = probability_fn(model, torch.device("cpu"), channels_last=False)
+    x = (torch.rand(2, 3, 32, 32) - 0.45) / 0.25
+
+    def view(k: int, mirror: bool) -> torch.Tensor:
+        v = torch.rot90(x, k, dims=(-2, -1))
+        y = one(v.flip(-1) if mirror else v)
+        return torch.rot90(y.flip(-1) if mirror else y, -k, dims=(-2, -1))
+
+    d4 = torch.stack([view(k, m) for k in range(4) for m in (False, True)]).mean(0)
+    flips = torch.stack([view(0, False), view(0, True), view(2, False), view(2, True)]).mean(0)
+    for tta, want in (("d4", d4), ("flip", flips), ("none", one(x))):
+        got = probability_fn(model, torch.device("cpu"), channels_last=False, tta=tta)(x)
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(d4.sum(1), torch.ones(2, 32, 32))
+    assert not torch.allclose(d4, one(x), atol=1e-4)  # the model is not symmetric
+    with pytest.raises(ValueError, match="none, flip, d4"):
+        probability_fn(model, torch.device("cpu"), tta="d8")
+
+
+def test_flip_tta_maps_a_mirrored_scene_to_the_mirrored_map(tiny_checkpoint: Path,
+                                                            tmp_path: Path) -> None:
+    """One window covering the scene: with ``tta="flip"`` the map of the left-right mirror
+    of a scene is the mirror of its map (the mean over flips is symmetric); without, this
+    untrained model's maps are not."""
+    ckpt = load_checkpoint(tiny_checkpoint)
+    data = np.random.default_rng(7).integers(1, 255, (3, 64, 64), dtype=np.uint8)
+    scenes = {"a": _write(tmp_path / "a.tif", data),
+              "m": _write(tmp_path / "m.tif", data[:, :, ::-1].copy())}
+    agree = {}
+    for tta in ("none", "flip"):
+        maps = {}
+        for key, scene in scenes.items():
+            out = tmp_path / tta / f"{key}.tif"
+            predict_scene(ckpt, scene, out, tile=64, overlap=0, tta=tta)
+            maps[key] = _read(out)[0]
+        agree[tta] = float((maps["a"][:, ::-1] == maps["m"]).mean())
+    assert agree["flip"] >= 0.999, agree
+    assert agree["none"] < 0.95, agree
+
+
 def test_prediction_layout_is_chosen_per_device(tiny_checkpoint: Path) -> None:
     """Channels-last on CPU; the standard layout on CUDA, where fp16 convolutions ran faster
     in it (benchmarks/precision_layout.py). Building the forward converts the model, so

@@ -222,6 +222,22 @@ def test_evaluate_prints_the_table(run_4_1: Path, report: dict) -> None:
     assert one.stdout.strip().splitlines()[-1] == steps_table(report).splitlines()[2]
 
 
+def test_evaluate_with_test_time_augmentation(run_4_1: Path, report: dict,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """--tta none is the run's own scoring; d4 scores the same pixels (every class row, the
+    same pixel counts) with other values; a typo stops in one line naming the choices."""
+    same = run_cli(["evaluate", run_4_1, "--step", "1", "--tta", "none", "--device", "cpu"])
+    assert same.exit_code == 0, (same.output, same.exception)
+    assert same.stdout.strip().splitlines()[-1] == steps_table(report).splitlines()[3]
+    d4 = run_cli(["evaluate", run_4_1, "--step", "1", "--tta", "d4", "--device", "cpu"])
+    assert d4.exit_code == 0, (d4.output, d4.exception)
+    header, _, row = d4.stdout.strip().splitlines()
+    assert header == steps_table(report).splitlines()[0]
+    assert row.split("|")[1:3] == steps_table(report).splitlines()[3].split("|")[1:3]
+    outcome = run_main(["evaluate", run_4_1, "--tta", "d8", "--device", "cpu"], monkeypatch)
+    assert_one_line_error(outcome, "eval.tta", "none, flip, d4")
+
+
 # -------------------------------------------------------------------------- predict
 def test_prediction_geometry(prediction: tuple[Path, Path]) -> None:
     scene, out = prediction

@@ -19,6 +19,7 @@ from geoidec.config.choices import (
     Modality,
     Precision,
     Split,
+    Tta,
     choices,
 )
 from geoidec.config.learning import MethodConfig, TrainConfig
@@ -39,6 +40,7 @@ __all__ = [
     "ModelConfig",
     "Precision",
     "Split",
+    "Tta",
     "TrainConfig",
     "choices",
     "configs_dir",

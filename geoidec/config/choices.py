@@ -22,6 +22,7 @@ __all__ = [
     "Modality",
     "Precision",
     "Split",
+    "Tta",
     "choices",
     "match_choice",
     "unknown_message",
@@ -38,6 +39,10 @@ METHOD_NAMES: tuple[str, ...] = ("finetune", "joint", "mib", "plop", "idec")
 Modality = Literal["rgb", "irrg", "rgbir"]
 #: Evaluation splits.
 Split = Literal["test", "val", "train"]
+#: Test-time augmentation of evaluation and prediction: ``none``, ``flip`` (the mean over
+#: identity, left-right, up-down and both flips: 4 forwards) or ``d4`` (those 4 and their
+#: transposes, the 8 symmetries of the square: 8 forwards).
+Tta = Literal["none", "flip", "d4"]
 #: Lightning precisions accepted by ``train.precision`` (``auto``: AMP on CUDA, else fp32).
 Precision = Literal["auto", "32", "16", "bf16", "32-true", "16-mixed", "bf16-mixed"]
 #: Backbones of the model registry (geoidec.models.BACKBONES; a test keeps both equal), here

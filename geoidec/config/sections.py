@@ -7,7 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from geoidec.config.choices import BACKBONE_NAMES, ConfigError, Modality, Split, unknown_message
+from geoidec.config.choices import (
+    BACKBONE_NAMES,
+    ConfigError,
+    Modality,
+    Split,
+    Tta,
+    unknown_message,
+)
 
 __all__ = ["AugmentConfig", "DataConfig", "EvalConfig", "ModelConfig"]
 
@@ -148,3 +155,6 @@ class EvalConfig:
     batch_size: int = 8
     #: ``test`` (standard) or ``val`` (held-out part of train).
     split: Split = "test"
+    #: Test-time augmentation: ``none``, ``flip`` (mean over 4 flips) or ``d4`` (over the
+    #: 8 rotations and flips of the square); 4 or 8 forwards per window.
+    tta: Tta = "none"

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from geoidec.config import Config
+from geoidec.config import Config, Tta
 from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import Scene
 from geoidec.data.decoders import LabelDecoder
@@ -58,6 +58,7 @@ def evaluate_scenes(
     batch_size: int,
     device: torch.device,
     amp: bool = False,
+    tta: Tta = "none",
     progress: Callable[[int, int], None] | None = None,
 ) -> ConfusionMatrix:
     """One confusion matrix over every pixel of every scene (labels remapped by ``lut``);
@@ -69,7 +70,7 @@ def evaluate_scenes(
     model.eval().to(device)
     with _layout_kept(model):
         return _evaluate(model, scenes, decoder, normalization, lut, tile, overlap, batch_size,
-                         device, amp, progress)
+                         device, amp, tta, progress)
 
 
 @contextmanager
@@ -87,11 +88,11 @@ def _layout_kept(model: torch.nn.Module) -> Iterator[None]:
 
 def _evaluate(model: SegmentationModel, scenes: Sequence[Scene], decoder: LabelDecoder,
               normalization: Normalization, lut: np.ndarray, tile: int, overlap: int,
-              batch_size: int, device: torch.device, amp: bool,
+              batch_size: int, device: torch.device, amp: bool, tta: Tta,
               progress: Callable[[int, int], None] | None) -> ConfusionMatrix:
     cm = ConfusionMatrix(model.num_classes)
     predictor = SlidingWindowPredictor(
-        probability_fn(model, device, amp), num_classes=model.num_classes, tile=tile,
+        probability_fn(model, device, amp, tta=tta), num_classes=model.num_classes, tile=tile,
         overlap=overlap, batch_size=batch_size, device=device,
     )
     counts = [0] * len(scenes)
@@ -128,6 +129,7 @@ def evaluate_scenes_sharded(
     batch_size: int,
     device: torch.device,
     amp: bool = False,
+    tta: Tta = "none",
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """The confusion matrix of every scene, as :func:`evaluate_scenes`; in a DDP process group
@@ -139,7 +141,7 @@ def evaluate_scenes_sharded(
     if mine:
         matrix = evaluate_scenes(model, mine, decoder, normalization, lut, tile=tile,
                                  overlap=overlap, batch_size=batch_size, device=device,
-                                 amp=amp, progress=progress).matrix
+                                 amp=amp, tta=tta, progress=progress).matrix
     else:
         matrix = np.zeros((model.num_classes, model.num_classes), dtype=np.int64)
     return all_reduce_sum(matrix, device)
@@ -150,14 +152,15 @@ def step_scorer(model: SegmentationModel, normalization: Normalization, *, step:
                 progress: bool = True) -> Scorer:
     """``(scenes, decoder, lut) -> confusion matrix`` of one step's model, the one way a step
     is scored, after training and by ``geoidec evaluate``: windows of ``tile`` px with
-    ``overlap``, ``config.eval.batch_size``, mixed precision as ``config.train.precision``
-    allows, a progress bar, the scenes shared over DDP processes."""
+    ``overlap``, ``config.eval.batch_size``, ``config.eval.tta``, mixed precision as
+    ``config.train.precision`` allows, a progress bar, the scenes shared over DDP processes."""
     amp = mixed_precision(device, config.train.precision)
 
     def score(scenes: Sequence[Scene], decoder: LabelDecoder, lut: np.ndarray) -> np.ndarray:
         with window_bar(f"step {step}: evaluating", progress) as bar:
             return evaluate_scenes_sharded(
                 model, scenes, decoder, normalization, lut, tile=tile, overlap=overlap,
-                batch_size=config.eval.batch_size, device=device, amp=amp, progress=bar)
+                batch_size=config.eval.batch_size, device=device, amp=amp,
+                tta=config.eval.tta, progress=bar)
 
     return score

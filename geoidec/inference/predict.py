@@ -57,6 +57,7 @@ import torch
 from rasterio.errors import NotGeoreferencedWarning
 
 from geoidec.checkpoint import Checkpoint
+from geoidec.config.choices import Tta
 from geoidec.data.base import Scene
 from geoidec.data.scene_reader import SceneReader
 from geoidec.inference.distributed import PartFile, PredictGroup
@@ -125,6 +126,7 @@ def predict_scene(
     readers: int | None = None,
     min_area: str | None = None,
     threads: int | None = None,
+    tta: Tta = "none",
 ) -> Prediction:
     """Sliding-window prediction of ``scene_path`` into ``out`` and the requested extras.
 
@@ -163,6 +165,9 @@ def predict_scene(
         min_area: minimum mapping unit of the polygons: ``"500"`` (square CRS units, m² in
             a projected CRS) or ``"10px"`` (pixels); smaller regions are merged into a
             neighbour before polygonising (see :func:`min_area_pixels`).
+        tta: test-time augmentation: ``none``, ``flip`` or ``d4`` (the mean of the
+            probabilities over 4 flips or the 8 symmetries of the square; 4x or 8x the
+            forwards, see :func:`~geoidec.inference.forward.probability_fn`).
 
     Returns:
         A :class:`Prediction` (paths, class counts, warnings).
@@ -178,7 +183,7 @@ def predict_scene(
     bands, messages, crs, transform = inspect_input(checkpoint, scene_path, change_from, paths)
     job = SceneJob(checkpoint, paths, scene_path.name, transform, overwrite, simplify,
                    vector_band_rows, min_area, change_from)
-    predict_fn, normalizations, lut = model_forward(checkpoint, change_from, device)
+    predict_fn, normalizations, lut = model_forward(checkpoint, change_from, device, tta)
     workers = max(1, threads if threads is not None else os.cpu_count() or 1)
     scene = Scene(name=scene_path.stem, image=scene_path, bands=bands,
                   fill=checkpoint.normalization.fill)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from geoidec.checkpoint import Checkpoint
+from geoidec.config.choices import Tta
 from geoidec.data.normalization import Normalization
 from geoidec.errors import UsageError
 from geoidec.inference.forward import probability_fn
@@ -91,18 +92,18 @@ def threads_for_forward_only(device: torch.device) -> Iterator[Callable[[Predict
         torch.set_num_threads(threads)
 
 
-def model_forward(checkpoint: Checkpoint, change_from: Checkpoint | None, device: torch.device
-                  ) -> tuple[PredictFn, list[Normalization], np.ndarray | None]:
+def model_forward(checkpoint: Checkpoint, change_from: Checkpoint | None, device: torch.device,
+                  tta: Tta = "none") -> tuple[PredictFn, list[Normalization], np.ndarray | None]:
     """The probabilities of the model (and of ``change_from`` after its classes, on the same
-    windows), the normalisations the window reader applies (one, or one per model when they
-    differ), and the lookup table of the other model's classes into this one's (254: a
-    class this model lacks)."""
+    windows; both with the test-time augmentation ``tta``), the normalisations the window
+    reader applies (one, or one per model when they differ), and the lookup table of the
+    other model's classes into this one's (254: a class this model lacks)."""
     amp = device.type == "cuda"
-    new_fn = probability_fn(checkpoint.model.to(device).eval(), device, amp=amp)
+    new_fn = probability_fn(checkpoint.model.to(device).eval(), device, amp=amp, tta=tta)
     normalizations = [checkpoint.normalization]
     if change_from is None:
         return new_fn, normalizations, None
-    old_fn = probability_fn(change_from.model.to(device).eval(), device, amp=amp)
+    old_fn = probability_fn(change_from.model.to(device).eval(), device, amp=amp, tta=tta)
     if change_from.normalization != checkpoint.normalization:
         normalizations.append(change_from.normalization)
     c, split = checkpoint.bands, len(normalizations) == 2

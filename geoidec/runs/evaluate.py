@@ -25,13 +25,19 @@ from geoidec.tasks import TaskSchedule
 
 def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
                  root: Path | None = None, device: str = "auto",
-                 on: Sequence[str] = (), progress: bool = True) -> str:
+                 on: Sequence[str] = (), tta: str | None = None,
+                 progress: bool = True) -> str:
     """Re-evaluate each saved step (or one) and return the Markdown table.
+
+    ``tta``: test-time augmentation (``eval.tta``) instead of the one the run was trained
+    with; checked before any checkpoint is read.
 
     ``on``: datasets (names or YAMLs) to score instead of the run's own, every class each
     lists matched to the model's by name (pooled into one table row per step); a ``--from``
     run is always scored that way (its dataset lists only some classes).
     """
+    eval_updates = {} if tta is None else {"eval.tta": tta}
+    Config().override(eval_updates)  # a typo stops here, in one line
     task = RunFolder(run).read_task()
     ds_meta = task["dataset"]
     source = ds_meta.get("yaml") or ds_meta["name"]
@@ -39,7 +45,7 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
         datasets = [load_dataset(d, root) for d in on] or [
             load_dataset(source, root or ds_meta.get("root"), ds_meta.get("modality", "rgb"))]
         return _evaluate_by_name(Path(run), step, split if not on else "test", datasets,
-                                 resolve_device(device), progress)
+                                 resolve_device(device), eval_updates, progress)
     dataset = load_dataset(source, root or ds_meta.get("root"), ds_meta.get("modality", "rgb"))
     schedule = TaskSchedule.from_dict(task["task"])
     method = build_method(MethodConfig(name=task["method"]))
@@ -53,7 +59,8 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
         ckpt = load_checkpoint(run, t, map_location=dev)
         plan = plans[t]
         scenes = with_fill(dataset.scenes(split), ckpt.normalization)  # read as in training
-        matrix = _scorer(ckpt, dev, progress)(scenes, dataset.decoder, schedule.eval_lut(t))
+        score = _scorer(ckpt, dev, eval_updates, progress)
+        matrix = score(scenes, dataset.decoder, schedule.eval_lut(t))
         names = [c.name for c in ckpt.classes]
         _, summary = step_summary(matrix, names, plan, dataset.eval_background)
         report["steps"].append({"step": t, "step_classes": [names[c] for c in
@@ -62,7 +69,7 @@ def evaluate_run(run: Path, *, step: int | None = None, split: str = "test",
 
 
 def _evaluate_by_name(run: Path, step: int | None, split: str, datasets: Sequence[DatasetSpec],
-                      device: Any, progress: bool = True) -> str:
+                      device: Any, updates: dict[str, Any], progress: bool = True) -> str:
     """Every saved step (or ``step``) scored on ``datasets`` by class name."""
     found = RunFolder(run).saved_steps()
     steps = [step] if step is not None else found
@@ -74,7 +81,7 @@ def _evaluate_by_name(run: Path, step: int | None, split: str, datasets: Sequenc
         names = [c.name for c in ckpt.classes]
         schedule = TaskSchedule.from_dict(ckpt.meta["task"])
         matrix, scored, _ = evaluate_by_name(
-            _scorer(ckpt, device, progress), names, [(d, split) for d in datasets],
+            _scorer(ckpt, device, updates, progress), names, [(d, split) for d in datasets],
             ckpt.normalization,
             lambda m: print(f"geoidec: {m}", file=sys.stderr))
         if matrix is None:
@@ -85,10 +92,11 @@ def _evaluate_by_name(run: Path, step: int | None, split: str, datasets: Sequenc
     return steps_table(report)
 
 
-def _scorer(ckpt: Checkpoint, device: torch.device, progress: bool) -> Scorer:
-    """A saved step scored as training scored it (the checkpoint's tile, overlap, batch size
-    and mixed precision)."""
+def _scorer(ckpt: Checkpoint, device: torch.device, updates: dict[str, Any],
+            progress: bool) -> Scorer:
+    """A saved step scored as training scored it (the checkpoint's tile, overlap, batch size,
+    mixed precision and test-time augmentation), but for the ``eval.*`` ``updates``."""
+    config = Config.from_dict(ckpt.meta["config"]).override(updates)
     return step_scorer(ckpt.model, ckpt.normalization, step=int(ckpt.meta.get("step", 0)),
                        tile=ckpt.tile_size, overlap=int(ckpt.meta["overlap"]),
-                       config=Config.from_dict(ckpt.meta["config"]), device=device,
-                       progress=progress)
+                       config=config, device=device, progress=progress)
