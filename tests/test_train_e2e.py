@@ -129,6 +129,7 @@ def test_report_json(report: dict) -> None:
         for key in ("miou_old", "miou_all"):
             assert 0.0 <= e[key] <= 1.0
         assert e["train"]["iterations"] == 3 and e["train"]["batch_size"] == 2
+        assert e["eval"]["split"] == "test" and e["eval"]["tta"] == "none"
     first, second = steps
     assert first["old_classes"] == ISPRS[:4] and first["new_classes"] == []
     assert first["miou_new"] is None

@@ -149,7 +149,7 @@ class ExtendRun(IncrementalRun):
             **summary,
             "forgetting": forgetting(history, summary["per_class_iou"]) if history else {},
             "eval": {"split": ", ".join(f"{r['dataset']} {r['split']}" for r in primary),
-                     "scenes": sum(r["scenes"] for r in primary),
+                     "scenes": sum(r["scenes"] for r in primary), "tta": cfg.eval.tta,
                      "seconds": round(time.perf_counter() - started, 2)},
             "evaluations": evaluations,
         }

@@ -202,7 +202,7 @@ class IncrementalRun(Step0Reuse, StepSetup):
             **summary,
             "forgetting": forgetting(history, summary["per_class_iou"]) if history else {},
             "eval": {"split": cfg.eval.split, "scenes": len(self.eval_scenes),
-                     "seconds": round(time.perf_counter() - started, 2)},
+                     "tta": cfg.eval.tta, "seconds": round(time.perf_counter() - started, 2)},
         }
 
     @staticmethod
