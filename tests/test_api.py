@@ -107,5 +107,12 @@ def test_train_and_predict_file_mirror_the_command_line(tmp_path: Path) -> None:
     with rasterio.open(scene) as src, rasterio.open(prediction.classes) as written:
         np.testing.assert_array_equal(
             written.read(1), geoidec.load(tmp_path / "run", device="cpu").predict(src.read()))
+    d4 = geoidec.predict_file(scene, tmp_path / "run", tmp_path / "d4.tif", tta="d4",
+                              device="cpu")
+    with rasterio.open(scene) as src, rasterio.open(d4.classes) as written:
+        np.testing.assert_array_equal(written.read(1), geoidec.load(
+            tmp_path / "run", device="cpu").predict(src.read(), tta="d4"))
+    with pytest.raises(UsageError, match="tta must be one of none, flip, d4"):
+        geoidec.load(tmp_path / "run", device="cpu").predict(np.zeros((3, 8, 8)), tta="d8")
     with pytest.raises(UsageError, match="leave --steps out"):
         geoidec.train(data, steps="2-1", from_run=tmp_path / "run", out=tmp_path / "v2")

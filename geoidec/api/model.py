@@ -72,8 +72,10 @@ class Model:
         return image
 
     def _probabilities(self, image: np.ndarray | torch.Tensor, nodata: float | None,
-                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+                       batch_size: int, tta: str) -> tuple[np.ndarray, np.ndarray]:
         """Blended probabilities (K, H, W) float32 and the valid mask (H, W)."""
+        from geoidec.config import EvalConfig, choices
+        from geoidec.config.choices import match_choice
         from geoidec.inference.forward import probability_fn
         from geoidec.inference.predictor_setup import (
             reading_threads,
@@ -91,7 +93,8 @@ class Model:
         probs = np.zeros((k, height, width), dtype=np.float32)
         valid = np.zeros((height, width), dtype=bool)
         model = self.checkpoint.model.to(self.device).eval()
-        forward = probability_fn(model, self.device, amp=self.device.type == "cuda")
+        forward = probability_fn(model, self.device, amp=self.device.type == "cuda",
+                                 tta=match_choice(tta, choices(EvalConfig, "tta"), "tta"))
         tile, overlap = resolve_tiling(self.checkpoint, None, None, height, width)
         with threads_for_forward_only(self.device) as wrap:
             predictor = SlidingWindowPredictor(
@@ -104,29 +107,32 @@ class Model:
         return probs, valid
 
     def predict_proba(self, image: Any, *, nodata: float | None = None,
-                      batch_size: int = 8) -> Any:
+                      batch_size: int = 8, tta: str = "none") -> Any:
         """Class probabilities ``(K, H, W)`` float32 in model order (:attr:`classes`) for a
         ``(bands, H, W)`` array of raw band values (as in the training rasters); 0 where
         the input is invalid (non-finite, ``nodata`` or a band's fill value). An xarray
         DataArray gives a DataArray with a ``class`` dimension (the class names) and the
-        input's other coordinates, CRS and transform."""
+        input's other coordinates, CRS and transform. ``tta``: ``none``, ``flip`` or ``d4``,
+        the mean over 4 flips or the 8 symmetries of the square (``geoidec predict --tta``)."""
         values, nodata = unwrap(image, nodata)
-        probs, valid = self._probabilities(values, nodata, batch_size)
+        probs, valid = self._probabilities(values, nodata, batch_size, tta)
         probs[:, ~valid] = 0.0
         if not is_dataarray(image):
             return probs
         return wrap(image, probs, "probability", extra=("class", [c.name for c in self.classes]))
 
-    def predict(self, image: Any, *, nodata: float | None = None, batch_size: int = 8) -> Any:
+    def predict(self, image: Any, *, nodata: float | None = None, batch_size: int = 8,
+                tta: str = "none") -> Any:
         """The class map ``(H, W)`` uint8 of a ``(bands, H, W)`` array: each pixel's class
         code (:attr:`ModelClass.code`), :attr:`nodata_code` where the input is invalid. An
         xarray DataArray (``rioxarray``'s ``open_rasterio``) gives a DataArray with the
         input's coordinates, CRS and transform, and the nodata code as its nodata; its
-        nodata value, when it has one, marks invalid input pixels."""
+        nodata value, when it has one, marks invalid input pixels. ``tta`` as
+        :meth:`predict_proba`."""
         from geoidec.inference.layers import code_table
 
         values, nodata = unwrap(image, nodata)
-        probs, valid = self._probabilities(values, nodata, batch_size)
+        probs, valid = self._probabilities(values, nodata, batch_size, tta)
         labels = probs.argmax(axis=0).astype(np.uint8)
         labels[~valid] = IGNORE_INDEX
         table = code_table([c.code for c in self.classes], self.nodata_code)
