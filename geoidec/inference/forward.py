@@ -13,7 +13,8 @@ import torch
 from geoidec.config.choices import Tta
 from geoidec.models import SegmentationModel
 
-__all__ = ["TTA_VIEWS", "Tta", "prefers_channels_last", "probability_fn", "tta_views"]
+__all__ = ["TTA_VIEWS", "Tta", "mean_over_views", "prefers_channels_last", "probability_fn",
+           "tta_views"]
 
 # A view: (transpose H and W first, flip W, flip H). Its inverse undoes the flips, then the
 # transpose.
@@ -54,8 +55,7 @@ def mean_over_views(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
                     views: Sequence[View]) -> torch.Tensor:
     """``(1/V) sum_v undo_v(fn(apply_v(x)))``: the mean of ``fn``'s (B, K, H, W) output over
     the views, each mapped back onto the input's pixels (one view: ``fn(x)`` itself)."""
-    total = fn(_apply(x, views[0]))
-    total = _undo(total, views[0])
+    total = _undo(fn(_apply(x, views[0])), views[0])
     for view in views[1:]:
         total = total + _undo(fn(_apply(x, view)), view)
     return total / len(views) if len(views) > 1 else total
