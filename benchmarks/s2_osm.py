@@ -1,6 +1,7 @@
 """The real-imagery benchmark: Sentinel-2 + OpenStreetMap land use (``../shared/data/s2_osm``).
 
     python benchmarks/s2_osm.py split --out benchmarks/out/s2_osm_val
+    python benchmarks/s2_osm.py split --fold 2 --out benchmarks/out/s2_osm_val2   # 2nd cut
     python benchmarks/s2_osm.py forest --dataset ../shared/data/s2_osm/dataset.yaml
 
 ``split`` writes the *validation* dataset used to choose settings: the west (training) half
@@ -42,22 +43,35 @@ def _crop(src_path: Path, dst_path: Path, window: Window) -> None:
         dst.write(data)
 
 
-def split(source: Path, out: Path) -> Path:
-    """Write the train/val cut of the west half and its dataset YAML; returns the YAML."""
+def split(source: Path, out: Path, fold: int = 3) -> Path:
+    """Write the train/val cut of the west half and its dataset YAML; returns the YAML.
+
+    ``fold`` K: the validation part is columns [192 K, 192 (K + 1)) of the west half and the
+    training part the columns on either side (one or two scenes). The default, 3, is the
+    eastern 192 columns, the cut every validation table uses unless it names a fold; fold 2
+    (columns 384-575) also holds every class, folds 0 and 1 lack wetland (199 and 0 pixels).
+    """
     import yaml
 
     doc = yaml.safe_load((source / "dataset.yaml").read_text())
     out.mkdir(parents=True, exist_ok=True)
     with rasterio.open(source / doc["images"]["train"][0]) as src:
         width, height = src.width, src.height
-    parts = {"train": Window(0, 0, width - VAL_COLUMNS, height),
-             "val": Window(width - VAL_COLUMNS, 0, VAL_COLUMNS, height)}
-    for part, window in parts.items():
-        _crop(source / doc["images"]["train"][0], out / f"west_{part}_image.tif", window)
-        _crop(source / doc["labels"]["train"][0], out / f"west_{part}_labels.tif", window)
-    doc["name"] = f"{doc.get('name', 's2_osm')}-val"
-    doc["images"] = {p: [f"west_{p}_image.tif"] for p in parts}
-    doc["labels"] = {p: [f"west_{p}_labels.tif"] for p in parts}
+    start, stop = fold * VAL_COLUMNS, min((fold + 1) * VAL_COLUMNS, width)
+    if not 0 <= start < width:
+        raise SystemExit(f"--fold must be 0-{width // VAL_COLUMNS - 1}")
+    train = [(a, b) for a, b in [(0, start), (stop, width)] if b > a]
+    names = ["train"] if len(train) == 1 else ["train_left", "train_right"]
+    parts = {"train": [(n, Window(a, 0, b - a, height))
+                       for n, (a, b) in zip(names, train, strict=True)],
+             "val": [("val", Window(start, 0, stop - start, height))]}
+    for pieces in parts.values():
+        for name, window in pieces:
+            _crop(source / doc["images"]["train"][0], out / f"west_{name}_image.tif", window)
+            _crop(source / doc["labels"]["train"][0], out / f"west_{name}_labels.tif", window)
+    doc["name"] = f"{doc.get('name', 's2_osm')}-val" + ("" if fold == 3 else f"{fold}")
+    doc["images"] = {p: [f"west_{n}_image.tif" for n, _ in pieces] for p, pieces in parts.items()}
+    doc["labels"] = {p: [f"west_{n}_labels.tif" for n, _ in pieces] for p, pieces in parts.items()}
     path = out / "dataset.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -113,6 +127,9 @@ def main() -> None:
     p_split = sub.add_parser("split", help="write the validation cut of the west half")
     p_split.add_argument("--source", type=Path, default=SHARED)
     p_split.add_argument("--out", type=Path, default=Path("benchmarks/out/s2_osm_val"))
+    p_split.add_argument("--fold", type=int, default=3,
+                         help="validation columns [192 K, 192 (K+1)) of the west half "
+                         "(default 3: the eastern 192)")
     p_rf = sub.add_parser("forest", help="per-pixel random forest baseline")
     p_rf.add_argument("--dataset", type=Path, default=SHARED / "dataset.yaml")
     p_rf.add_argument("--split", default="test")
@@ -121,7 +138,7 @@ def main() -> None:
     p_rf.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.command == "split":
-        print(f"wrote {split(args.source, args.out)}")
+        print(f"wrote {split(args.source, args.out, args.fold)}")
         return
     result = forest(args.dataset, args.split, args.seed, args.samples)
     line = ", ".join(f"{n} {100 * v:.1f}" for n, v in result["per_class_iou"].items())
