@@ -49,6 +49,24 @@ def test_validation_cut_tiles_the_training_half(shared_data: Path, tmp_path: Pat
             np.testing.assert_array_equal(np.concatenate([a.read(), b.read()], axis=2), whole)
 
 
+def test_validation_fold_in_the_middle(shared_data: Path, tmp_path: Path) -> None:
+    """--fold 2: columns 384-575 validate, the columns on either side train (two scenes)."""
+    bench = _s2_osm()
+    doc = yaml.safe_load(bench.split(shared_data / "s2_osm", tmp_path / "f2", fold=2)
+                         .read_text())
+    assert doc["images"]["train"] == ["west_train_left_image.tif", "west_train_right_image.tif"]
+    with rasterio.open(shared_data / "s2_osm" / "west_labels.tif") as src:
+        whole, transform = src.read(), src.transform
+    parts = []
+    for name in ("train_left", "val", "train_right"):
+        with rasterio.open(tmp_path / "f2" / f"west_{name}_labels.tif") as part:
+            column = round((part.transform.c - transform.c) / transform.a)
+            assert column == sum(p.shape[2] for p in parts)
+            parts.append(part.read())
+    assert [p.shape[2] for p in parts] == [384, 192, 192]
+    np.testing.assert_array_equal(np.concatenate(parts, axis=2), whole)
+
+
 def test_forest_scores_like_a_hand_confusion_matrix(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     bench = _s2_osm()
