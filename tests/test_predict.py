@@ -23,7 +23,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 from affine import Affine
-from conftest import assert_one_line_error, run_cli, run_main
+from conftest import assert_one_line_error, run_cli, run_main, varied_checkpoint
 from tiny_geotiffs import write_raster as write_shared_raster
 from torch import nn
 
@@ -599,6 +599,30 @@ def test_batch_into_its_own_folder(run_dir: Path, fake_potsdam: Path, tmp_path: 
     assert "0 scene(s) predicted, 2 done already" in outcome.stdout
     assert sorted(p.name for p in folder.glob("*.tif")) == [
         "tile_0.tif", "tile_0_classes.tif", "tile_1.tif", "tile_1_classes.tif"]
+
+
+def test_batch_passes_tta(fake_potsdam: Path, tmp_path: Path,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """--tta reaches every scene of a folder: its maps are the single-scene --tta maps, and
+    not those without (a model whose map is varied)."""
+    folder = tmp_path / "tiles"
+    _tiles(folder, fake_potsdam, n=2)
+    model = varied_checkpoint(tmp_path / "step_0.pt", ISPRS[:5])
+
+    def classes(args: list, path: Path) -> np.ndarray:
+        outcome = run_main(["predict", *args, "--model", model, "--quiet"], monkeypatch)
+        assert outcome.code == 0, outcome.stderr
+        with rasterio.open(path) as src:
+            return src.read(1)
+
+    none = classes([folder, "--out", tmp_path / "none"],
+                   tmp_path / "none" / "tile_1_classes.tif")
+    d4 = classes([folder, "--out", tmp_path / "d4", "--tta", "d4"],
+                 tmp_path / "d4" / "tile_1_classes.tif")
+    single = classes([folder / "tile_1.tif", "--out", tmp_path / "one.tif", "--tta", "d4"],
+                     tmp_path / "one.tif")
+    np.testing.assert_array_equal(d4, single)
+    assert (d4 != none).any()
 
 
 def test_mosaic_skipped_for_mixed_crs(tmp_path: Path, caplog: pytest.LogCaptureFixture

@@ -26,6 +26,7 @@ import torch
 from rasterio.errors import NotGeoreferencedWarning
 
 from geoidec.checkpoint import Checkpoint
+from geoidec.config.choices import Tta
 from geoidec.constants import IGNORE_INDEX
 from geoidec.data.base import DataError
 from geoidec.inference.checks import log
@@ -161,6 +162,7 @@ def predict_many(
     progress: Callable[[int, int, Path], Callable[[int, int], None] | None] | None = None,
     mosaic: bool = True,
     group: PredictGroup | None = None,
+    tta: Tta = "none",
 ) -> BatchResult:
     """Predict every scene into ``out_dir`` (resuming), then write ``out_dir/mosaic.vrt``.
 
@@ -174,7 +176,7 @@ def predict_many(
         mosaic: write the VRT mosaic.
         group: processes sharing every scene by rows (torchrun); rank 0 writes the files.
         tile, overlap, batch_size, device, overwrite, confidence, probabilities, simplify,
-        change_from, preview, min_area: as for
+        change_from, preview, min_area, tta: as for
             :func:`~geoidec.inference.predict.predict_scene`.
 
     Returns:
@@ -205,7 +207,8 @@ def predict_many(
                 checkpoint, scene, out, tile=tile, overlap=overlap, batch_size=batch_size,
                 device=device, overwrite=redo, progress=callback, confidence=confidence,
                 probabilities=probabilities, vectors=vectors, simplify=simplify,
-                change_from=change_from, preview=preview, group=group, min_area=min_area)
+                change_from=change_from, preview=preview, group=group, min_area=min_area,
+                tta=tta)
         except (DataError, FileExistsError) as exc:
             log.warning(f"{scene.name}: skipped: {exc}")
             result.failed.append((scene, str(exc)))
