@@ -5,10 +5,13 @@ imports."""
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from typing import Annotated
 
 import typer
+
+from geoidec.config.choices import Tta
 
 DEVICES = ("auto", "cpu", "cuda", "cuda:0")
 DEVICE_METAVAR = "<auto|cpu|cuda|cuda:N>"
@@ -44,7 +47,7 @@ DeviceOrConfig = Annotated[str | None, _DEVICE]
 Quiet = Annotated[bool, typer.Option(help="No progress bars.")]
 """``--quiet`` of train and evaluate."""
 
-TTA_NAMES = ("none", "flip", "d4")
+TTA_NAMES: tuple[str, ...] = typing.get_args(Tta)  # none, flip, d4
 
 TtaOption = Annotated[str | None, typer.Option(
     "--tta", metavar=metavar(TTA_NAMES), autocompletion=completer(lambda: TTA_NAMES),
