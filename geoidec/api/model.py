@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from geoidec.api.arrays import ArrayReader, is_dataarray, unwrap, wrap
+from geoidec.config.choices import Tta
 from geoidec.constants import IGNORE_INDEX
 from geoidec.errors import DataError
 
@@ -72,10 +73,8 @@ class Model:
         return image
 
     def _probabilities(self, image: np.ndarray | torch.Tensor, nodata: float | None,
-                       batch_size: int, tta: str) -> tuple[np.ndarray, np.ndarray]:
+                       batch_size: int, tta: Tta) -> tuple[np.ndarray, np.ndarray]:
         """Blended probabilities (K, H, W) float32 and the valid mask (H, W)."""
-        from geoidec.config import EvalConfig, choices
-        from geoidec.config.choices import match_choice
         from geoidec.inference.forward import probability_fn
         from geoidec.inference.predictor_setup import (
             reading_threads,
@@ -93,8 +92,7 @@ class Model:
         probs = np.zeros((k, height, width), dtype=np.float32)
         valid = np.zeros((height, width), dtype=bool)
         model = self.checkpoint.model.to(self.device).eval()
-        forward = probability_fn(model, self.device, amp=self.device.type == "cuda",
-                                 tta=match_choice(tta, choices(EvalConfig, "tta"), "tta"))
+        forward = probability_fn(model, self.device, amp=self.device.type == "cuda", tta=tta)
         tile, overlap = resolve_tiling(self.checkpoint, None, None, height, width)
         with threads_for_forward_only(self.device) as wrap:
             predictor = SlidingWindowPredictor(
@@ -107,7 +105,7 @@ class Model:
         return probs, valid
 
     def predict_proba(self, image: Any, *, nodata: float | None = None,
-                      batch_size: int = 8, tta: str = "none") -> Any:
+                      batch_size: int = 8, tta: Tta = "none") -> Any:
         """Class probabilities ``(K, H, W)`` float32 in model order (:attr:`classes`) for a
         ``(bands, H, W)`` array of raw band values (as in the training rasters); 0 where
         the input is invalid (non-finite, ``nodata`` or a band's fill value). An xarray
@@ -122,7 +120,7 @@ class Model:
         return wrap(image, probs, "probability", extra=("class", [c.name for c in self.classes]))
 
     def predict(self, image: Any, *, nodata: float | None = None, batch_size: int = 8,
-                tta: str = "none") -> Any:
+                tta: Tta = "none") -> Any:
         """The class map ``(H, W)`` uint8 of a ``(bands, H, W)`` array: each pixel's class
         code (:attr:`ModelClass.code`), :attr:`nodata_code` where the input is invalid. An
         xarray DataArray (``rioxarray``'s ``open_rasterio``) gives a DataArray with the

@@ -5,12 +5,13 @@ square)."""
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
 import torch
 
-from geoidec.config.choices import Tta
+from geoidec.config.choices import Tta, match_choice
 from geoidec.models import SegmentationModel
 
 __all__ = ["TTA_VIEWS", "Tta", "mean_over_views", "prefers_channels_last", "probability_fn",
@@ -28,11 +29,9 @@ TTA_VIEWS["d4"] = TTA_VIEWS["flip"] + tuple((True, w, h) for _, w, h in TTA_VIEW
 
 
 def tta_views(tta: Tta | str) -> tuple[View, ...]:
-    """The views of ``tta`` (a one-line error naming the choices for another name)."""
-    if tta not in TTA_VIEWS:
-        raise ValueError(f"unknown test-time augmentation {tta!r}; choose one of "
-                         f"{', '.join(TTA_VIEWS)}")
-    return TTA_VIEWS[tta]
+    """The views of ``tta`` (for another name the one-line ``ConfigError`` of every choice
+    setting, naming the valid ones)."""
+    return TTA_VIEWS[match_choice(tta, typing.get_args(Tta), "tta")]
 
 
 def _apply(x: torch.Tensor, view: View) -> torch.Tensor:
