@@ -24,7 +24,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check geoidec cli tests samples benchmarks
-	$(VENV)/bin/mypy geoidec
+	$(VENV)/bin/mypy geoidec cli
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -89,14 +89,14 @@ def main() -> None:
 def _exit_on_user_error(exc: Exception) -> None:
     """Exit with a user error ``exc`` as one line (a bare group: its help); return for a bug,
     or for any error with --debug, which then keeps its traceback."""
+    ctx = getattr(exc, "ctx", None)
     if is_click(exc, "NoArgsIsHelpError"):  # `geoidec` or `geoidec samples` alone: the help
-        typer.echo(exc.ctx.get_help() if getattr(exc, "ctx", None) else str(exc))
+        typer.echo(ctx.get_help() if ctx is not None else str(exc))
         sys.exit(USAGE_EXIT)
     if is_click(exc, "UsageError"):  # click's: unknown option, bad choice, missing argument
-        ctx = getattr(exc, "ctx", None)
         where = ctx.command_path if ctx is not None else "geoidec"
-        typer.echo(f"error: {' '.join(exc.format_message().split())} (see '{where} "
-                   "--help')", err=True)
+        text = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {' '.join(text.split())} (see '{where} --help')", err=True)
         sys.exit(USAGE_EXIT)
     message = user_message(exc)
     if _DEBUG["on"] or message is None:

@@ -239,6 +239,35 @@ def test_evaluate_with_test_time_augmentation(run_4_1: Path, report: dict,
     assert_one_line_error(outcome, "eval.tta", "none, flip, d4")
 
 
+def test_evaluate_writes_the_scores_as_json(run_4_1: Path, report: dict, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """--json holds report.json's scores for the same scoring, names the split and the test-
+    time augmentation, and is never replaced without --overwrite (checked before scoring)."""
+    out = tmp_path / "scores.json"
+    result = run_cli(["evaluate", run_4_1, "--device", "cpu", "--json", out])
+    assert result.exit_code == 0, (result.output, result.exception)
+    scores = json.loads(out.read_text())
+    assert scores["run"] == str(run_4_1)
+    assert [s["step"] for s in scores["steps"]] == [s["step"] for s in report["steps"]]
+    for got, want in zip(scores["steps"], report["steps"], strict=True):
+        for key in ("step_classes", "miou_old", "miou_new", "miou_all", "per_class_iou",
+                    "per_class_f1", "pixel_accuracy", "mean_f1"):
+            assert got[key] == want[key], key
+        assert got["eval"] == {"split": "test", "tta": "none", "datasets": [report["dataset"]]}
+    assert result.stdout.strip() == steps_table(report)
+    before = out.read_bytes()
+    again = run_main(["evaluate", run_4_1, "--step", "1", "--tta", "flip", "--device", "cpu",
+                      "--json", out], monkeypatch)
+    assert_one_line_error(again, "--overwrite", str(out))
+    assert out.read_bytes() == before
+    flip = run_cli(["evaluate", run_4_1, "--step", "1", "--tta", "flip", "--device", "cpu",
+                    "--json", out, "--overwrite"])
+    assert flip.exit_code == 0, (flip.output, flip.exception)
+    (step,) = json.loads(out.read_text())["steps"]
+    assert step["step"] == 1 and step["eval"]["tta"] == "flip"
+    assert list(step["per_class_iou"]) == list(report["steps"][1]["per_class_iou"])
+
+
 # -------------------------------------------------------------------------- predict
 def test_prediction_geometry(prediction: tuple[Path, Path]) -> None:
     scene, out = prediction
