@@ -3,6 +3,7 @@ aerial imagery and rasters without a CRS; the choice is printed and recorded in 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ def test_satellite_preset_values() -> None:
         "mobilenet_v3_large", "lraspp", 1)
     assert (cfg.train.optimizer, cfg.data.tile_size, cfg.data.min_valid_fraction) == (
         "adamw", 64, 0.05)
+    assert (cfg.eval.tta, load_config("cpu").eval.tta) == ("flip", "none")
 
 
 @pytest.mark.parametrize(("flags", "head", "printed"), [
@@ -53,6 +55,8 @@ def test_train_picks_and_prints_the_preset(
     assert outcome.code == 0, outcome.stderr
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["model"]["head"] == head
+    report = json.loads((out / "report.json").read_text())
+    assert report["steps"][-1]["eval"]["tta"] == ("flip" if head == "lraspp" else "none")
     if printed:
         assert printed in outcome.stderr
     else:
