@@ -23,10 +23,11 @@ from conftest import varied_checkpoint
 from rasterio.windows import Window
 
 from geoidec.checkpoint import load_checkpoint, save_checkpoint
+from geoidec.config.choices import TTA_FORWARDS, TTA_WORDS
 from geoidec.data.base import Scene
 from geoidec.data.normalization import Normalization
 from geoidec.data.scene_reader import SceneReader
-from geoidec.inference.forward import probability_fn
+from geoidec.inference.forward import TTA_VIEWS, probability_fn
 from geoidec.inference.layers import argmax_classes
 from geoidec.inference.overviews import downsample, overview_chain, overview_sizes
 from geoidec.inference.predict import predict_scene
@@ -287,6 +288,9 @@ def test_test_time_augmentation_is_the_mean_over_the_symmetries(tiny_checkpoint:
     assert not torch.allclose(d4, one(x), atol=1e-4)  # the model is not symmetric
     with pytest.raises(ValueError, match="none, flip, d4"):
         probability_fn(model, torch.device("cpu"), tta="d8")
+    # The words and forward counts that model cards quote match the views computed.
+    assert {k: len(v) for k, v in TTA_VIEWS.items()} == TTA_FORWARDS
+    assert set(TTA_WORDS) == set(TTA_VIEWS)
 
 
 def test_flip_tta_maps_a_mirrored_scene_to_the_mirrored_map(tiny_checkpoint: Path,

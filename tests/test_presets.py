@@ -56,7 +56,13 @@ def test_train_picks_and_prints_the_preset(
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["model"]["head"] == head
     report = json.loads((out / "report.json").read_text())
-    assert report["steps"][-1]["eval"]["tta"] == ("flip" if head == "lraspp" else "none")
+    flip = head == "lraspp"  # the satellite preset scores with flip averaging
+    assert report["steps"][-1]["eval"]["tta"] == ("flip" if flip else "none")
+    # The card's predict command and both reports say how the scores were made.
+    card = (out / "model_card.md").read_text()
+    assert ("--out OUT.tif --tta flip" in card) == flip
+    assert ("the mean of the probabilities over 4 flips (`eval.tta: flip`)" in card) == flip
+    assert ("4 flips (`eval.tta: flip`)" in (out / "report.md").read_text()) == flip
     if printed:
         assert printed in outcome.stderr
     else:

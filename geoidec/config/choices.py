@@ -22,6 +22,8 @@ __all__ = [
     "Modality",
     "Precision",
     "Split",
+    "TTA_FORWARDS",
+    "TTA_WORDS",
     "Tta",
     "choices",
     "match_choice",
@@ -43,6 +45,13 @@ Split = Literal["test", "val", "train"]
 #: identity, left-right, up-down and both flips: 4 forwards) or ``d4`` (those 4 and their
 #: transposes, the 8 symmetries of the square: 8 forwards).
 Tta = Literal["none", "flip", "d4"]
+#: What each test-time augmentation computes, in words (model cards, reports).
+TTA_WORDS: dict[str, str] = {"none": "one forward per window",
+                             "flip": "the mean of the probabilities over 4 flips",
+                             "d4": "the mean of the probabilities over the 8 rotations and "
+                                   "flips of the square"}
+#: Forwards per window of each test-time augmentation (geoidec.inference.forward.TTA_VIEWS).
+TTA_FORWARDS: dict[str, int] = {"none": 1, "flip": 4, "d4": 8}
 #: Lightning precisions accepted by ``train.precision`` (``auto``: AMP on CUDA, else fp32).
 Precision = Literal["auto", "32", "16", "bf16", "32-true", "16-mixed", "bf16-mixed"]
 #: Backbones of the model registry (geoidec.models.BACKBONES; a test keeps both equal), here

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from geoidec.config.choices import TTA_FORWARDS, TTA_WORDS
 from geoidec.runs.card import Block, Cell, Code, Fields, Section, Swatch, Table, Text
 
 #: Settings of ``config.method`` that matter per method (None: every setting).
@@ -173,9 +174,11 @@ def data_section(meta: dict[str, Any], config: dict[str, Any],
         fields.append(("training scenes", f"{len(union)} ({per_step})"))
     if report and report.get("steps"):
         info = report["steps"][-1].get("eval") or {}
+        tta = info.get("tta") or "none"
         fields.append(("evaluation", f"{format_value(info.get('scenes'))} "
                        f"`{info.get('split', report.get('eval_split', '-'))}` scene(s), whole "
-                       "stitched scenes"))
+                       "stitched scenes" + ("" if tta == "none" else
+                                            f"; {TTA_WORDS.get(tta, tta)} (`eval.tta: {tta}`)")))
     blocks.append(Fields(fields))
     if scenes:
         blocks.append(Table(["step", "training scenes"],
@@ -202,17 +205,25 @@ def lineage_section(meta: dict[str, Any]) -> Section | None:
     return Section("Lineage", blocks)
 
 
-def predict_section(model_path: str, meta: dict[str, Any]) -> Section:
-    """The ``geoidec predict`` command for this model and the input it needs."""
+def predict_section(model_path: str, meta: dict[str, Any], config: dict[str, Any]) -> Section:
+    """The ``geoidec predict`` command for this model and the input it needs (with ``--tta``
+    when ``config`` scored with a test-time augmentation)."""
     names = list(meta.get("band_names") or [])
     bands = meta.get("bands")
     need = f"{bands} band(s)" + (f" in this order: {', '.join(names)}" if names else "")
     res = meta.get("resolution")
     near = f", at about {' × '.join(format_value(r) for r in res)} per pixel" if res else ""
+    tta = (config.get("eval") or {}).get("tta") or "none"
+    flag = "" if tta == "none" else f" --tta {tta}"
+    text = (f"SCENE.tif needs {need}{near}. OUT.tif is a class GeoTIFF (COG) with this "
+            "card's names and colours, and OUT.qml a QGIS style beside it.")
+    if flag:
+        text += (f" `{flag.strip()}` ({TTA_WORDS.get(tta, tta)}) makes the map as the scores "
+                 "were made; without it prediction runs one forward per window, "
+                 f"{TTA_FORWARDS.get(tta, 1)} times faster.")
     return Section("How to predict", [
-        Code(f"geoidec predict SCENE.tif --model {model_path} --out OUT.tif"),
-        Text(f"SCENE.tif needs {need}{near}. OUT.tif is a class GeoTIFF (COG) with this "
-             "card's names and colours, and OUT.qml a QGIS style beside it."),
+        Code(f"geoidec predict SCENE.tif --model {model_path} --out OUT.tif{flag}"),
+        Text(text),
     ])
 
 

@@ -86,7 +86,7 @@ def run_card(run_dir: Path) -> Card:
         *[x for x in [lineage_section(meta)] if x is not None],
         _metrics_section(report),
         _figures_section(run, report),
-        predict_section(str(run_dir), meta),
+        predict_section(str(run_dir), meta, config),
     ]
     return Card(title, sections, base=run_dir)
 
@@ -114,7 +114,7 @@ def checkpoint_card(path: Path) -> Card:
         method_section(method, None, config, meta.get("model")),
         data_section(meta, config, None, {}),
         *[x for x in [lineage_section(meta)] if x is not None],
-        predict_section(meta["path"], meta),
+        predict_section(meta["path"], meta, config),
     ]
     return Card(title, sections)
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from geoidec.config.choices import TTA_WORDS
+
 
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{100 * value:.{digits}f}"
@@ -82,14 +84,21 @@ def classes_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _tta_words(report: dict[str, Any]) -> str:
+    """``"; <what the test-time augmentation computes>"`` when the steps used one."""
+    ttas = {(e.get("eval") or {}).get("tta") or "none" for e in report["steps"]}
+    ttas.discard("none")
+    return "".join(f"; {TTA_WORDS.get(t, t)} (`eval.tta: {t}`)" for t in sorted(ttas))
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     """The run's report.md."""
     parts = [
         f"# {report['method']} on {report['dataset']}, task {report['task']}",
         "",
         f"Seed {report['seed']}; evaluated on the `{report['eval_split']}` split over whole "
-        "stitched scenes (one confusion matrix per step). mIoU in percent: old = step-0 "
-        "classes, new = classes learnt after step 0.",
+        f"stitched scenes (one confusion matrix per step{_tta_words(report)}). mIoU in "
+        "percent: old = step-0 classes, new = classes learnt after step 0.",
         "",
         steps_table(report),
         "",
