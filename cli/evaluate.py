@@ -34,13 +34,13 @@ def evaluate(
     Example: `geoidec evaluate runs/demo --step 1`, `geoidec evaluate runs/v2 --on old.yaml`,
     `geoidec evaluate runs/demo --tta d4 --json scores.json`
     """
+    from geoidec.api import evaluate as evaluate_run
     from geoidec.files import refuse_existing, write_json
-    from geoidec.runs.evaluate import evaluate_report
     from geoidec.runs.reports import steps_table
 
     refuse_existing(json_path, overwrite=overwrite)  # before any step is scored
-    report = evaluate_report(run, step=step, split=split, root=root, device=device,
-                             on=on or (), tta=tta, progress=not quiet)
+    report = evaluate_run(run, step=step, split=split, root=root, device=device,
+                          on=on or (), tta=tta, progress=not quiet)
     if json_path is not None:
         write_json(json_path, report)
     typer.echo(steps_table(report))

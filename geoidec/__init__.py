@@ -1,15 +1,15 @@
 """geoidec: class-incremental segmentation for remote sensing (IDEC), GIS-grade outputs.
 
 ``geoidec.load(RUN)`` gives a :class:`geoidec.api.Model` to map arrays in a notebook,
-``geoidec.train`` and ``geoidec.predict_file`` are the ``train`` and ``predict`` commands as
-functions (docs/api.md).
+``geoidec.train``, ``geoidec.evaluate`` and ``geoidec.predict_file`` are the ``train``,
+``evaluate`` and ``predict`` commands as functions (docs/api.md).
 """
 
 from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("load", "Model", "ModelClass", "train", "predict_file")
+_API = ("load", "Model", "ModelClass", "train", "evaluate", "predict_file")
 
 
 def __getattr__(name: str) -> Any:

@@ -114,5 +114,16 @@ def test_train_and_predict_file_mirror_the_command_line(tmp_path: Path) -> None:
             tmp_path / "run", device="cpu").predict(src.read(), tta="d4"))
     with pytest.raises(UsageError, match="tta must be one of none, flip, d4"):
         geoidec.load(tmp_path / "run", device="cpu").predict(np.zeros((3, 8, 8)), tta="d8")
+    # geoidec.evaluate (what `geoidec evaluate` calls): the run's own scores again, and
+    # another test-time augmentation on request, named in the result.
+    again = geoidec.evaluate(tmp_path / "run", device="cpu")
+    for got, want in zip(again["steps"], saved["steps"], strict=True):
+        assert (got["step"], got["miou_all"], got["per_class_iou"]) == (
+            want["step"], want["miou_all"], want["per_class_iou"])
+        assert got["eval"]["tta"] == "none"
+    (flip,) = geoidec.evaluate(tmp_path / "run", step=1, tta="flip", device="cpu")["steps"]
+    assert flip["step"] == 1 and flip["eval"]["tta"] == "flip"
+    with pytest.raises(UsageError, match="tta must be one of none, flip, d4"):
+        geoidec.evaluate(tmp_path / "run", tta="d8", device="cpu")
     with pytest.raises(UsageError, match="leave --steps out"):
         geoidec.train(data, steps="2-1", from_run=tmp_path / "run", out=tmp_path / "v2")

@@ -12,7 +12,7 @@ and fill values read as invalid), so for the bands of a GeoTIFF it returns the c
 ``geoidec predict`` writes, pixel for pixel (tests/test_api.py). docs/api.md has the guide.
 """
 
-from geoidec.api.commands import predict_file, train
+from geoidec.api.commands import evaluate, predict_file, train
 from geoidec.api.model import Model, ModelClass, load
 
-__all__ = ["Model", "ModelClass", "load", "predict_file", "train"]
+__all__ = ["Model", "ModelClass", "evaluate", "load", "predict_file", "train"]

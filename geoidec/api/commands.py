@@ -1,6 +1,7 @@
-"""The ``geoidec train`` and ``geoidec predict`` commands as functions (the command line calls
-:func:`train`): :func:`train` and :func:`predict_file` take the commands' options as arguments
-and give what the commands write."""
+"""The ``geoidec train``, ``evaluate`` and ``predict`` commands as functions (the command line
+calls :func:`train` and :func:`evaluate`): :func:`train`, :func:`evaluate` and
+:func:`predict_file` take the commands' options as arguments and give what the commands
+write."""
 
 from __future__ import annotations
 
@@ -158,3 +159,20 @@ def predict_file(scene: str | Path, model: str | Path, out: str | Path | None = 
     target = Path(out) if out is not None else scene_output(scene, scene.parent)
     return predict_scene(load_checkpoint(model, map_location=dev), scene, target, device=dev,
                          **options)
+
+
+def evaluate(run: str | Path, *, step: int | None = None, split: str = "test",
+             root: str | Path | None = None, on: Sequence[str | Path] = (),
+             tta: str | None = None, device: str = "auto",
+             progress: bool = False) -> dict[str, Any]:
+    """``geoidec evaluate RUN`` as a function: each saved step (or ``step``) scored again
+    over whole scenes (``tta``: another test-time augmentation than the run's; ``on``:
+    other datasets, classes matched by name). Returns what ``--json`` writes: ``{"run",
+    "steps": [...]}`` with report.json's score keys per step and ``eval`` (split, tta,
+    datasets)."""
+    from geoidec.runs.evaluate import evaluate_report
+
+    return evaluate_report(Path(run), step=step, split=split,
+                           root=None if root is None else Path(root), device=device,
+                           on=[str(d) for d in on], tta=tta, progress=progress)
+
