@@ -175,4 +175,3 @@ def evaluate(run: str | Path, *, step: int | None = None, split: str = "test",
     return evaluate_report(Path(run), step=step, split=split,
                            root=None if root is None else Path(root), device=device,
                            on=[str(d) for d in on], tta=tta, progress=progress)
-
