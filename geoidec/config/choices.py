@@ -22,9 +22,10 @@ __all__ = [
     "Modality",
     "Precision",
     "Split",
-    "TTA_FORWARDS",
+    "TTA_VIEWS",
     "TTA_WORDS",
     "Tta",
+    "View",
     "choices",
     "match_choice",
     "unknown_message",
@@ -50,8 +51,16 @@ TTA_WORDS: dict[str, str] = {"none": "one forward per window",
                              "flip": "the mean of the probabilities over 4 flips",
                              "d4": "the mean of the probabilities over the 8 rotations and "
                                    "flips of the square"}
-#: Forwards per window of each test-time augmentation (geoidec.inference.forward.TTA_VIEWS).
-TTA_FORWARDS: dict[str, int] = {"none": 1, "flip": 4, "d4": 8}
+# A view of a test-time augmentation: (transpose H and W first, flip W, flip H); the
+# inverse undoes the flips, then the transpose (geoidec.inference.forward applies them).
+# One forward per view.
+View = tuple[bool, bool, bool]
+TTA_VIEWS: dict[str, tuple[View, ...]] = {
+    "none": ((False, False, False),),
+    "flip": ((False, False, False), (False, True, False), (False, False, True),
+             (False, True, True)),
+}
+TTA_VIEWS["d4"] = TTA_VIEWS["flip"] + tuple((True, w, h) for _, w, h in TTA_VIEWS["flip"])
 #: Lightning precisions accepted by ``train.precision`` (``auto``: AMP on CUDA, else fp32).
 Precision = Literal["auto", "32", "16", "bf16", "32-true", "16-mixed", "bf16-mixed"]
 #: Backbones of the model registry (geoidec.models.BACKBONES; a test keeps both equal), here

@@ -11,21 +11,11 @@ from contextlib import nullcontext
 
 import torch
 
-from geoidec.config.choices import Tta, match_choice
+from geoidec.config.choices import TTA_VIEWS, Tta, View, match_choice
 from geoidec.models import SegmentationModel
 
 __all__ = ["TTA_VIEWS", "Tta", "mean_over_views", "prefers_channels_last", "probability_fn",
            "tta_views"]
-
-# A view: (transpose H and W first, flip W, flip H). Its inverse undoes the flips, then the
-# transpose.
-View = tuple[bool, bool, bool]
-TTA_VIEWS: dict[str, tuple[View, ...]] = {
-    "none": ((False, False, False),),
-    "flip": ((False, False, False), (False, True, False), (False, False, True),
-             (False, True, True)),
-}
-TTA_VIEWS["d4"] = TTA_VIEWS["flip"] + tuple((True, w, h) for _, w, h in TTA_VIEWS["flip"])
 
 
 def tta_views(tta: Tta | str) -> tuple[View, ...]:

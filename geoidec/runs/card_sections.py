@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from geoidec.config.choices import TTA_FORWARDS, TTA_WORDS
+from geoidec.config.choices import TTA_VIEWS, TTA_WORDS
 from geoidec.runs.card import Block, Cell, Code, Fields, Section, Swatch, Table, Text
+from geoidec.runs.reports import tta_note
 
 #: Settings of ``config.method`` that matter per method (None: every setting).
 METHOD_KEYS: dict[str, tuple[str, ...] | None] = {
@@ -174,11 +175,9 @@ def data_section(meta: dict[str, Any], config: dict[str, Any],
         fields.append(("training scenes", f"{len(union)} ({per_step})"))
     if report and report.get("steps"):
         info = report["steps"][-1].get("eval") or {}
-        tta = info.get("tta") or "none"
         fields.append(("evaluation", f"{format_value(info.get('scenes'))} "
                        f"`{info.get('split', report.get('eval_split', '-'))}` scene(s), whole "
-                       "stitched scenes" + ("" if tta == "none" else
-                                            f"; {TTA_WORDS.get(tta, tta)} (`eval.tta: {tta}`)")))
+                       f"stitched scenes{tta_note(info.get('tta'))}"))
     blocks.append(Fields(fields))
     if scenes:
         blocks.append(Table(["step", "training scenes"],
@@ -220,7 +219,7 @@ def predict_section(model_path: str, meta: dict[str, Any], config: dict[str, Any
     if flag:
         text += (f" `{flag.strip()}` ({TTA_WORDS.get(tta, tta)}) makes the map as the scores "
                  "were made; without it prediction runs one forward per window, "
-                 f"{TTA_FORWARDS.get(tta, 1)} times faster.")
+                 f"{len(TTA_VIEWS.get(tta, ()))} times faster.")
     return Section("How to predict", [
         Code(f"geoidec predict SCENE.tif --model {model_path} --out OUT.tif{flag}"),
         Text(text),

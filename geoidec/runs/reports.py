@@ -84,11 +84,18 @@ def classes_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def tta_note(tta: str | None) -> str:
+    """``"; <what the test-time augmentation computes> (`eval.tta: T`)"``, or ``""`` for
+    none: what scores made with ``tta`` say of it."""
+    if tta is None or tta == "none":
+        return ""
+    return f"; {TTA_WORDS.get(tta, tta)} (`eval.tta: {tta}`)"
+
+
 def _tta_words(report: dict[str, Any]) -> str:
-    """``"; <what the test-time augmentation computes>"`` when the steps used one."""
+    """:func:`tta_note` of every test-time augmentation the steps used."""
     ttas = {(e.get("eval") or {}).get("tta") or "none" for e in report["steps"]}
-    ttas.discard("none")
-    return "".join(f"; {TTA_WORDS.get(t, t)} (`eval.tta: {t}`)" for t in sorted(ttas))
+    return "".join(tta_note(t) for t in sorted(ttas))
 
 
 def report_markdown(report: dict[str, Any]) -> str:
