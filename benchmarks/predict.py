@@ -142,7 +142,8 @@ def null_child(scene: Path, ckpt_path: Path, out: Path, batch_size: int, threads
     ckpt = load_checkpoint(ckpt_path)
     const = null_probabilities(batch_size, CLASSES, TILE, device)
 
-    def constant_fn(model: object, device: object, amp: bool = False) -> object:
+    def constant_fn(model: object, device: object, **options: object) -> object:
+        # every option of probability_fn (amp, tta, ...): the null model ignores them
         return lambda x: const[: len(x)]
 
     setup_module.probability_fn = constant_fn  # the null model: no forward at all

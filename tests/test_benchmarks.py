@@ -1,6 +1,7 @@
-"""The real-imagery benchmark's own tools (benchmarks/s2_osm.py): the validation cut of the
-west half tiles it exactly, and the random-forest baseline scores like a confusion matrix
-computed by hand."""
+"""The benchmarks' own tools: the real-imagery benchmark (benchmarks/s2_osm.py), whose
+validation cut of the west half tiles it exactly and whose random-forest baseline scores
+like a confusion matrix computed by hand, and the prediction benchmark's null model
+(benchmarks/predict.py), which must keep running the real pipeline."""
 
 from __future__ import annotations
 
@@ -114,3 +115,37 @@ def test_comparison_shares_step0_only_between_tasks_that_learn_the_same_classes(
     assert reused == {"4-3-seed0/finetune": None, "4-3-seed0/idec": trainer_4,
                       "4-1-1-1-seed0/finetune": trainer_4, "4-1-1-1-seed0/idec": trainer_4,
                       "2-2-1-seed0/finetune": None, "2-2-1-seed0/idec": trainer_2}
+
+
+def test_predict_benchmark_null_model_runs_the_real_pipeline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/predict.py's null model (the forward replaced by a constant tensor) runs
+    predict_scene end to end: a 600^2 scene gets the 2 x 2 windows of 512 px at stride 384
+    (offsets 0 and 88 per axis), and where one window alone covers a pixel (rows and columns
+    0..87) the class map and the confidence are that window's constant probabilities."""
+    import torch
+
+    import geoidec.inference.predictor_setup as setup_module
+
+    bench = _bench("predict")
+    # the null model patches the forward factory: restored after the test
+    monkeypatch.setattr(setup_module, "probability_fn", setup_module.probability_fn)
+    threads = torch.get_num_threads()
+    ckpt = bench.make_checkpoint(tmp_path / "model.pt", aspp=16)
+    scene = bench.make_scene(tmp_path / "scene.tif", 600)
+    try:
+        result = bench.null_child(scene, ckpt, tmp_path / "null.tif", batch_size=3, threads=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert result["windows"] == 4 and result["threads"] == 1
+    assert result["cpu_ms_per_window"] > 0
+    probs = bench.null_probabilities(1, bench.CLASSES, bench.TILE, "cpu")[0].numpy()
+    alone = probs[:, :88, :88]
+    with rasterio.open(tmp_path / "null.tif") as src:
+        assert (src.height, src.width) == (600, 600)
+        classes = src.read(1)[:88, :88]
+    with rasterio.open(tmp_path / "null_confidence.tif") as src:
+        confidence = src.read(1)[:88, :88].astype(int)
+    np.testing.assert_array_equal(classes, alone.argmax(axis=0))
+    want = np.rint(alone.max(axis=0) * 100).astype(int)
+    assert np.abs(confidence - want).max() <= 1
