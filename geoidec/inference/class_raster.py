@@ -27,8 +27,9 @@ from affine import Affine
 
 from geoidec.constants import IGNORE_INDEX
 from geoidec.inference.conversion import BLOCK, is_cog
-from geoidec.inference.raster_stream import RasterStream, as_uint8
+from geoidec.inference.raster_stream import RasterStream
 from geoidec.inference.rat import write_rat_sidecar
+from geoidec.inference.stream_checks import as_uint8
 from geoidec.inference.style import (
     Color,
     check_classes,

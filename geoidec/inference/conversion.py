@@ -1,27 +1,44 @@
 """The finishing step of a streamed raster: its temporary tiled GeoTIFF converted to the final
 format.
 
-:func:`convert_to_cog` copies it with GDAL's COG driver (DEFLATE, :data:`BLOCK` px blocks,
-internal overviews when the raster exceeds one block; MODE and AVERAGE overviews are
-computed beforehand in numpy as a ``.ovr`` chain, see :mod:`geoidec.inference.overviews`,
-which the driver copies). :func:`convert_to_png` writes an 8-bit PNG (the palette PNG of
-photos; no georeferencing, the metadata as text chunks, no ``.aux.xml``). :func:`is_cog`
-tells whether a converted file kept the COG layout.
+A COG's temporary raster and its overview levels are written with the COG's own compression
+(:func:`cog_codec`: DEFLATE, level, predictor, :data:`BLOCK` px tiles), so
+:func:`convert_to_cog` lays their compressed tiles out as a COG without compressing anything
+again (:func:`~geoidec.inference.cog_layout.assemble_cog`). MODE and AVERAGE overviews are
+computed beforehand in numpy as a ``.ovr`` chain (see :mod:`geoidec.inference.overviews`).
+Whatever that cannot lay out (NEAREST overviews, which GDAL computes; a COG past 4 GiB,
+which needs a BigTIFF) is copied by GDAL's COG driver, the same file up to the bytes of the
+compressed tiles. :func:`convert_to_png` writes an 8-bit PNG (the palette PNG of photos; no
+georeferencing, the metadata as text chunks, no ``.aux.xml``). :func:`is_cog` tells whether
+a converted file kept the COG layout.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import rasterio
 import rasterio.shutil
 
-from geoidec.inference.overviews import overview_chain
+from geoidec.inference.cog_layout import LayoutUnsupported, assemble_cog
+from geoidec.inference.overviews import overview_chain, overview_sizes
 
-__all__ = ["BLOCK", "convert_to_cog", "convert_to_png", "is_cog"]
+__all__ = ["BLOCK", "cog_codec", "convert_to_cog", "convert_to_png", "is_cog"]
 
 BLOCK = 256
 """Tile size of the written GeoTIFFs (pixels)."""
+
+
+def cog_codec(level: int, predictor: bool, threads: int = 1) -> dict[str, Any]:
+    """GDAL GTiff creation options that compress tiles as the COG stores them: DEFLATE at
+    ``level`` (libdeflate, 1-12), horizontal differencing with ``predictor``, on ``threads``
+    threads (``NUM_THREADS``: blocks are compressed beside the writer)."""
+    codec: dict[str, Any] = {"compress": "deflate", "zlevel": int(level),
+                             "num_threads": max(1, int(threads))}
+    if predictor:
+        codec["predictor"] = 2
+    return codec
 
 
 def convert_to_cog(
@@ -36,22 +53,33 @@ def convert_to_cog(
     threads: int,
     chain_from: int = 0,
 ) -> None:
-    """Copy ``partial`` to the Cloud-Optimized GeoTIFF ``converted``.
+    """Make the Cloud-Optimized GeoTIFF ``converted`` of ``partial``.
 
     Args:
-        partial: the temporary tiled GeoTIFF.
+        partial: the temporary tiled GeoTIFF, compressed as :func:`cog_codec` says (any
+            compression when GDAL copies it).
         converted: the COG written.
         nodata: nodata value (left out of MODE and AVERAGE overviews).
-        overviews: build internal overviews (skipped by GDAL within one block).
-        resampling: GDAL overview resampling, upper case (``NEAREST``, ``MODE``,
-            ``AVERAGE``).
+        overviews: build internal overviews (none for a raster within one block).
+        resampling: overview resampling, upper case (``NEAREST``, ``MODE``, ``AVERAGE``).
         level: DEFLATE level (libdeflate, 1-12).
         predictor: horizontal differencing (``PREDICTOR=2``).
-        threads: threads GDAL compresses the blocks with (``NUM_THREADS``).
+        threads: threads GDAL compresses with (``NUM_THREADS``).
         chain_from: overview levels already written beside ``partial`` (MODE and AVERAGE).
     """
+    codec = cog_codec(level, predictor)
+    levels: list[Path] = []
     if overviews and resampling in ("MODE", "AVERAGE"):
-        overview_chain(partial, resampling, nodata, BLOCK, start=chain_from)
+        levels = overview_chain(partial, resampling, nodata, BLOCK, start=chain_from,
+                                codec=codec)
+    with rasterio.open(partial) as src:
+        wanted = len(overview_sizes(src.height, src.width, BLOCK)) if overviews else 0
+    if len(levels) == wanted:  # every level is there, compressed like the COG
+        try:
+            assemble_cog(partial, levels, converted)
+            return
+        except LayoutUnsupported:
+            converted.unlink(missing_ok=True)
     rasterio.shutil.copy(
         partial, converted, driver="COG", COMPRESS="DEFLATE",
         BLOCKSIZE=BLOCK, OVERVIEWS="AUTO" if overviews else "NONE",

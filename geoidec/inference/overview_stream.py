@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from geoidec.inference.overviews import downsample, overview_sizes
+from geoidec.inference.overviews import QUICK, downsample, overview_sizes
 
 __all__ = ["OverviewStream"]
 
@@ -43,10 +44,12 @@ class OverviewStream:
         resampling: ``mode`` or ``average`` (see :mod:`geoidec.inference.overviews`).
         nodata: the value left out of the reductions.
         block: tile size of the level files, and the size under which no level is made.
+        codec: creation options of the level files (compression; default
+            :data:`~geoidec.inference.overviews.QUICK`).
     """
 
     def __init__(self, path: Path, height: int, width: int, count: int, resampling: str,
-                 nodata: int, block: int) -> None:
+                 nodata: int, block: int, codec: dict[str, Any] | None = None) -> None:
         self.resampling, self.nodata = resampling.lower(), nodata
         self.sizes = [(height, width), *overview_sizes(height, width, block)]
         # a level 1 px tall or wide pads its cells with nodata: left to the chain
@@ -62,7 +65,7 @@ class OverviewStream:
                 self._files.append(rasterio.open(
                     target, "w", driver="GTiff", height=h, width=w, count=count,
                     dtype="uint8", nodata=nodata, tiled=True, blockxsize=block,
-                    blockysize=block, compress="zstd", zstd_level=1, bigtiff="if_safer"))
+                    blockysize=block, bigtiff="if_safer", **(codec or QUICK)))
 
     def add(self, row: int, col: int, data: np.ndarray) -> None:
         """Feed the chunk ``data`` (count, n, w) written at ``row``, ``col`` of the raster."""

@@ -26,15 +26,19 @@ changes at most their last row and column.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-__all__ = ["BAND_ROWS", "downsample", "overview_chain", "overview_sizes", "remove_chain"]
+__all__ = ["BAND_ROWS", "QUICK", "downsample", "overview_chain", "overview_sizes", "remove_chain"]
 
 BAND_ROWS = 256
 """Output rows of one level computed at a time."""
+QUICK: dict[str, Any] = {"compress": "zstd", "zstd_level": 1}
+"""Creation options of level files read once by GDAL's COG driver: the fastest codec that
+keeps them small."""
 
 
 def overview_sizes(height: int, width: int, block: int) -> list[tuple[int, int]]:
@@ -126,11 +130,12 @@ def downsample(data: np.ndarray, resampling: str, nodata: int) -> np.ndarray:
 
 
 def overview_chain(path: Path, resampling: str, nodata: int, block: int,
-                   start: int = 0) -> list[Path]:
+                   start: int = 0, codec: dict[str, Any] | None = None) -> list[Path]:
     """Write the overview files of the GeoTIFF ``path`` (``path.ovr``, ``path.ovr.ovr``,
-    ...; tiled ``block`` px, ZSTD level 1: read once by the COG conversion) and return them
-    in order. Each level is read from the previous file in bands of :data:`BAND_ROWS`
-    output rows; the first ``start`` levels exist already (written while the raster was,
+    ...; tiled ``block`` px, compressed with the creation options ``codec``, by default
+    ZSTD level 1) and return them in order. Each level is read from the previous file in
+    bands of :data:`BAND_ROWS` output rows; the first ``start`` levels exist already
+    (written while the raster was,
     :class:`~geoidec.inference.overview_stream.OverviewStream`) and are kept."""
     path = Path(path)
     with rasterio.open(path) as src:
@@ -147,8 +152,7 @@ def overview_chain(path: Path, resampling: str, nodata: int, block: int,
             written.append(target)
             profile = {"driver": "GTiff", "height": height, "width": width, "count": count,
                        "dtype": "uint8", "nodata": nodata, "tiled": True, "blockxsize": block,
-                       "blockysize": block, "compress": "zstd", "zstd_level": 1,
-                       "bigtiff": "if_safer"}
+                       "blockysize": block, "bigtiff": "if_safer", **(codec or QUICK)}
             with rasterio.open(source) as src, rasterio.open(target, "w", **profile) as dst:
                 for row in range(0, height, BAND_ROWS):
                     n = min(BAND_ROWS, height - row)

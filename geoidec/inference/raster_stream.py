@@ -27,52 +27,28 @@ from rasterio.windows import Window
 
 from geoidec.constants import IGNORE_INDEX
 from geoidec.files import refuse_existing
-from geoidec.inference.conversion import BLOCK, convert_to_cog, convert_to_png, is_cog
+from geoidec.inference.conversion import (
+    BLOCK,
+    cog_codec,
+    convert_to_cog,
+    convert_to_png,
+    is_cog,
+)
 from geoidec.inference.overview_stream import OverviewStream
-from geoidec.inference.overviews import remove_chain
+from geoidec.inference.overviews import QUICK, remove_chain
+from geoidec.inference.stream_checks import as_uint8, check_arguments
 
-__all__ = ["RasterStream", "as_uint8"]
-
-
-def as_uint8(labels: np.ndarray, row_start: int, width: int) -> np.ndarray:
-    """``labels`` (n_rows > 0, ``width``) as uint8: any integer dtype with values in 0..255
-    is cast; ``ValueError`` naming ``row_start`` otherwise."""
-    labels = np.asarray(labels)
-    if labels.ndim != 2 or labels.shape[1] != width or labels.shape[0] == 0:
-        raise ValueError(
-            f"band at row {row_start} has shape {labels.shape}, expected (n_rows > 0, {width})"
-        )
-    if labels.dtype == np.uint8:
-        return labels
-    if labels.dtype.kind not in "iub":
-        raise ValueError(f"band at row {row_start} has non-integer dtype {labels.dtype}")
-    if labels.size and (labels.min() < 0 or labels.max() > 255):
-        raise ValueError(f"band at row {row_start} has labels outside 0..255")
-    return labels.astype(np.uint8)
-
-
-def _check_arguments(height: int, width: int, fmt: str, overview_resampling: str,
-                     descriptions: Sequence[str] | None, count: int) -> None:
-    """A :class:`RasterStream`'s size, format, resampling and band descriptions."""
-    if height <= 0 or width <= 0:
-        raise ValueError(f"raster size must be positive, got {height}x{width}")
-    if fmt.upper() not in ("COG", "PNG"):
-        raise ValueError(f"fmt must be COG or PNG, not {fmt}")
-    if overview_resampling.lower() not in ("nearest", "mode", "average"):
-        raise ValueError(
-            f"overview_resampling must be nearest, mode or average, not {overview_resampling}"
-        )
-    if descriptions is not None and len(descriptions) != count:
-        raise ValueError(f"{len(descriptions)} descriptions for {count} band(s)")
+__all__ = ["RasterStream"]
 
 
 class RasterStream:
     """Write a raster row band by row band, then convert and rename it atomically.
 
-    Bands go into ``.{name}.partial.tif`` (tiled 256 x 256, ZSTD level 1: read once)
-    beside ``path``;
-    :meth:`finish` converts it to ``.{name}.cog.tif`` with GDAL's COG driver (DEFLATE, 256 px
-    blocks, internal overviews when the raster exceeds one block) or, for ``fmt="PNG"``, to
+    Bands go into ``.{name}.partial.tif`` beside ``path`` (tiled 256 x 256, compressed as
+    the COG will be: DEFLATE at ``level``, with ``predictor``; ZSTD level 1 for a PNG);
+    :meth:`finish` lays its tiles and those of its overview levels out as the COG
+    ``.{name}.cog.tif`` (internal overviews when the raster exceeds one block; see
+    :mod:`geoidec.inference.conversion`) or, for ``fmt="PNG"``, converts it to
     ``.{name}.tmp.png`` with the PNG driver; :meth:`commit` renames the result onto ``path``.
     :meth:`abort` (also called when a ``with`` block raises) removes every temporary and
     leaves an existing ``path`` untouched. Memory holds one band plus GDAL's block cache.
@@ -97,7 +73,8 @@ class RasterStream:
         predictor: DEFLATE with horizontal differencing (``PREDICTOR=2``): smaller and
             faster for continuous layers (confidence, probabilities), not for class maps.
         level: DEFLATE level of the COG (libdeflate, 1-12; GDAL's default 6).
-        threads: threads GDAL compresses the COG's blocks with (``NUM_THREADS``).
+        threads: threads GDAL compresses the blocks with (``NUM_THREADS``), as they are
+            written.
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is false.
@@ -127,7 +104,7 @@ class RasterStream:
     ) -> None:
         self.path = Path(path)
         refuse_existing(self.path, overwrite=overwrite)
-        _check_arguments(height, width, fmt, overview_resampling, descriptions, count)
+        check_arguments(height, width, fmt, overview_resampling, descriptions, count)
         self.fmt = fmt.upper()
         self.height, self.width, self.count = height, width, count
         self.nodata = nodata
@@ -151,7 +128,8 @@ class RasterStream:
             self.setup(self._dst)
             if self.fmt == "COG" and overviews and self.overview_resampling != "NEAREST":
                 self._ovr = OverviewStream(self.partial, height, width, count,
-                                           self.overview_resampling, nodata, BLOCK)
+                                           self.overview_resampling, nodata, BLOCK,
+                                           codec=cog_codec(self.level, self.predictor))
         except BaseException:
             self.abort()
             raise
@@ -163,12 +141,19 @@ class RasterStream:
             "count": self.count, "dtype": "uint8", "nodata": self.nodata, "crs": self.crs,
             "transform": Affine.identity() if transform is None else transform,
             "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK,
-            # read once by the conversion: the fastest codec that keeps the file small
-            "compress": "zstd", "zstd_level": 1, "bigtiff": "if_safer",
+            "bigtiff": "if_safer", **self._codec(),
         }
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(self.partial, "w", **profile)
+
+    def _codec(self) -> dict[str, Any]:
+        """Creation options of the temporary file and its overview levels: a COG's own
+        compression (its tiles are laid out as they are), else the quickest codec (a PNG
+        conversion reads the file once)."""
+        if self.fmt == "COG":
+            return cog_codec(self.level, self.predictor, self.threads)
+        return dict(QUICK)
 
     def _describe(self, dst: rasterio.io.DatasetWriter, descriptions: Sequence[str] | None,
                   gray: bool, tags: dict[str, str] | None) -> None:
