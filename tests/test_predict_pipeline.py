@@ -27,6 +27,7 @@ from geoidec.config.choices import TTA_WORDS
 from geoidec.data.base import Scene
 from geoidec.data.normalization import Normalization
 from geoidec.data.scene_reader import SceneReader
+from geoidec.inference.conversion import is_cog
 from geoidec.inference.forward import TTA_VIEWS, probability_fn
 from geoidec.inference.layers import argmax_classes
 from geoidec.inference.overviews import downsample, overview_chain, overview_sizes
@@ -255,9 +256,13 @@ def _read(path: Path) -> np.ndarray:
 
 
 def test_threads_change_nothing_in_the_outputs(tiny_checkpoint: Path, blocky_scene: Path,
-                                               tmp_path: Path) -> None:
+                                               tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """One thread (inline writes, one reader, one conversion at a time) and four (readers,
-    background writer, conversions side by side), strips of 100 px: the same files."""
+    background writer, conversions side by side), strips of 100 px: the same files, COGs
+    laid out from the written tiles (GDAL's COG driver never copies one)."""
+    copies: list[object] = []
+    monkeypatch.setattr(rasterio.shutil, "copy", lambda *a, **k: copies.append(a))
     ckpt = load_checkpoint(tiny_checkpoint)
     outs = {}
     for threads in (1, 4):
@@ -269,11 +274,11 @@ def test_threads_change_nothing_in_the_outputs(tiny_checkpoint: Path, blocky_sce
         a, b = (o.with_name(f"map{suffix}.tif") for o in (outs[1], outs[4]))
         np.testing.assert_array_equal(_read(a), _read(b))
         with rasterio.open(a) as src:
-            assert src.overviews(1) == [2]
+            assert src.overviews(1) == [2] and is_cog(src)
             for band in range(1, src.count + 1):
                 assert len(np.unique(src.read(band))) > 1
     leftovers = [p.name for p in outs[4].parent.iterdir() if p.name.startswith(".")]
-    assert leftovers == []
+    assert leftovers == [] and copies == []
 
 
 def test_channels_last_and_compile_give_the_same_probabilities(tiny_checkpoint: Path) -> None:
