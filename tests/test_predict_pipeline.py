@@ -281,6 +281,17 @@ def test_threads_change_nothing_in_the_outputs(tiny_checkpoint: Path, blocky_sce
     assert leftovers == [] and copies == []
 
 
+def test_reading_threads_per_device() -> None:
+    """On CPU one reader per two threads (the forward needs the cores), at most
+    READERS_MAX; on a GPU every core but one reads."""
+    from geoidec.inference.predictor_setup import READERS_MAX, reading_threads
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert [reading_threads(cpu, t) for t in (None, 1, 2, 3, 4, 9, 64)] == [
+        1, 1, 1, 1, 2, 4, READERS_MAX]
+    assert [reading_threads(cuda, t) for t in (1, 3, 64)] == [1, 3, READERS_MAX]
+
+
 def test_channels_last_and_compile_give_the_same_probabilities(tiny_checkpoint: Path) -> None:
     x = (torch.rand(2, 3, 64, 64) - 0.45) / 0.25
     plain = probability_fn(load_checkpoint(tiny_checkpoint).model.eval(), torch.device("cpu"),
