@@ -52,9 +52,10 @@ import numpy as np
 
 TILE, OVERLAP, CLASSES, ASPP = 512, 128, 6, 64
 WARM_BATCHES = 3
-"""Forwards run before the bare forward is timed: with one, the "before" figure was 20-30 %
-below the "after" one in every run of 2026-12-01 (the forward was still warming up), which
-flattered the ratio."""
+"""Forwards run before the bare forward is timed. With one, the "before" figure was 20-30 %
+below the "after" one in every run of 2026-12-01, which flattered the ratio; with three it
+is still 10-20 % below at 2,000^2 and 8,000^2 (the forward keeps getting faster over the
+first hundreds of windows), so the before/after average stays generous to the pipeline."""
 
 
 def make_checkpoint(path: Path, backbone: str = "mobilenet_v3_small", aspp: int = ASPP) -> Path:
