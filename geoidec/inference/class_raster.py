@@ -8,10 +8,12 @@ classes by name and colour. Pixel values are class indices ``0..K-1``, or the cl
 ``codes`` (a user's own label codes, e.g. forest = 5) when given: the colour table, names,
 style and attribute table are then keyed by the codes. Class maps get overviews by MODE
 (the most frequent class of each block; GIS convention for categorical rasters); GDAL
-leaves nodata pixels out, and a block of nodata stays nodata. GDAL's COG driver (GDAL 3.10)
-carries the colour table, band descriptions, band tags and dataset tags over from the
-temporary file; the writer checks this after the copy. :func:`write_class_raster` is the
-pull-style wrapper (an iterable of bands in, a finished class map out).
+leaves nodata pixels out, and a block of nodata stays nodata. The COG keeps the colour
+table, band descriptions, band tags and dataset tags of the temporary file (its tags are
+copied with its tiles, see :mod:`geoidec.inference.cog_layout`; GDAL's COG driver, when it
+makes the copy, carries them over too); the writer checks this after the copy.
+:func:`write_class_raster` is the pull-style wrapper (an iterable of bands in, a finished
+class map out).
 """
 
 from __future__ import annotations

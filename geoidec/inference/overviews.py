@@ -7,8 +7,10 @@ CPU cost of a prediction outside the model (8,000^2 class map + confidence: 1.6 
 Here each level is computed from the previous one, 2 x 2 cells at a time, in row bands of
 :data:`BAND_ROWS` output rows (memory: one band), and written as a chain of external
 overview files ``X.ovr``, ``X.ovr.ovr``, ... beside the temporary raster ``X``: GDAL opens
-the first as ``X``'s first overview and each next as the overview of the one before, and the
-COG driver (``OVERVIEWS=AUTO``) copies existing overviews instead of computing its own.
+the first as ``X``'s first overview and each next as the overview of the one before. The
+COG takes their tiles as they are (:mod:`geoidec.inference.cog_layout`: the levels are
+compressed like the COG), or GDAL's COG driver (``OVERVIEWS=AUTO``) copies them instead of
+computing its own.
 
 The levels are GDAL's ``AUTO`` levels (halve, rounding down, until the raster fits in one
 block: a 701 x 1,101 raster gets 350 x 550, 175 x 275 and 87 x 137); the resampling follows

@@ -148,9 +148,9 @@ class RasterStream:
             return rasterio.open(self.partial, "w", **profile)
 
     def _codec(self) -> dict[str, Any]:
-        """Creation options of the temporary file and its overview levels: a COG's own
-        compression (its tiles are laid out as they are), else the quickest codec (a PNG
-        conversion reads the file once)."""
+        """Creation options of the temporary file: a COG's own compression (its tiles are
+        laid out as they are), else the quickest codec (a PNG conversion reads the file
+        once)."""
         if self.fmt == "COG":
             return cog_codec(self.level, self.predictor, self.threads)
         return dict(QUICK)
