@@ -14,6 +14,7 @@ import pytest
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio.windows import Window
 
 import geoidec.inference.conversion as conversion
 from geoidec.inference import cog_layout
@@ -227,3 +228,31 @@ def test_unreadable_layouts_are_refused(tmp_path: Path) -> None:
     rasterio.shutil.copy(tmp_path / "strips.tif", tmp_path / "cog.tif", driver="COG")
     with pytest.raises(LayoutUnsupported, match="more than one image"):
         read_image(tmp_path / "cog.tif")
+
+
+def test_writes_are_cut_at_block_rows() -> None:
+    """Row bands of 384 rows reach GDAL cut at 256-row block rows (the rest held for the
+    next band of the same columns); another column range or flush writes what is held."""
+    from geoidec.inference.block_rows import BlockRows
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.writes: list[tuple[int, int, int, int, int]] = []
+
+        def write(self, data: np.ndarray, window: Window) -> None:
+            self.writes.append((int(window.row_off), int(window.height), int(window.col_off),
+                                int(window.width), int(data[0, 0, 0])))
+
+    dst = Recorder()
+    rows = BlockRows(dst, 256, 1000)  # type: ignore[arg-type]
+    band = np.zeros((1, 384, 30), np.uint8)
+    for i, row in enumerate((0, 384)):
+        rows.write(row, 0, band + i)
+    rows.write(768, 0, np.full((1, 232, 30), 2, np.uint8))  # reaches the last row
+    assert dst.writes == [(0, 256, 0, 30, 0), (256, 512, 0, 30, 0), (768, 232, 0, 30, 2)]
+    dst.writes.clear()
+    rows.write(0, 40, band)  # a strip: rows 256-383 held
+    rows.write(0, 80, band)  # other columns: the held rows go first, as they are
+    rows.flush()
+    assert dst.writes == [(0, 256, 40, 30, 0), (256, 128, 40, 30, 0), (0, 256, 80, 30, 0),
+                          (256, 128, 80, 30, 0)]

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.windows import Window
 
+from geoidec.inference.block_rows import BlockRows
 from geoidec.inference.overviews import QUICK, downsample, overview_sizes
 
 __all__ = ["OverviewStream"]
@@ -56,6 +56,7 @@ class OverviewStream:
         self.streamable = next((i for i, (h, w) in enumerate(self.sizes) if min(h, w) < 2),
                                len(self.sizes) - 1)
         self._files: list[rasterio.io.DatasetWriter] = []
+        self._rows: list[BlockRows] = []  # each level's writes cut at its block rows
         target = Path(path)
         for level in range(1, self.streamable + 1):
             target = target.with_name(target.name + ".ovr")
@@ -66,6 +67,7 @@ class OverviewStream:
                     target, "w", driver="GTiff", height=h, width=w, count=count,
                     dtype="uint8", nodata=nodata, tiled=True, blockxsize=block,
                     blockysize=block, bigtiff="if_safer", **(codec or QUICK)))
+            self._rows.append(BlockRows(self._files[-1], block, h))
 
     def add(self, row: int, col: int, data: np.ndarray) -> None:
         """Feed the chunk ``data`` (count, n, w) written at ``row``, ``col`` of the raster."""
@@ -82,19 +84,20 @@ class OverviewStream:
             if data.shape[1] == 0 or data.shape[2] == 0:
                 return
             data = downsample(data, self.resampling, self.nodata)
-            self._files[level - 1].write(data, window=Window(col, row, *data.shape[:0:-1]))
+            self._rows[level - 1].write(row, col, data)
 
     def _stop(self, level: int) -> None:
         """Levels from ``level`` on are left to the chain: close and forget their files."""
         for dst in self._files[level - 1:]:
             dst.close()
-        del self._files[level - 1:]
+        del self._files[level - 1:], self._rows[level - 1:]
         self.streamable = level - 1
 
     def close(self) -> int:
         """Close the level files; the number of complete levels (written from every chunk;
         the files of the others are closed and left for the chain to overwrite)."""
-        for dst in self._files:
+        for rows, dst in zip(self._rows, self._files, strict=True):
+            rows.flush()
             dst.close()
-        self._files = []
+        self._files, self._rows = [], []
         return self.streamable

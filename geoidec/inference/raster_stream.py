@@ -23,10 +23,10 @@ import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.windows import Window
 
 from geoidec.constants import IGNORE_INDEX
 from geoidec.files import refuse_existing
+from geoidec.inference.block_rows import BlockRows
 from geoidec.inference.conversion import (
     BLOCK,
     cog_codec,
@@ -120,10 +120,12 @@ class RasterStream:
         self._chunked = False
         self._finished = False
         self._dst: rasterio.io.DatasetWriter | None = None
+        self._rows: BlockRows | None = None  # writes cut at block rows
         self._ovr: OverviewStream | None = None  # MODE/AVERAGE levels made as bands come
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._dst = self._open_partial(transform)
+            self._rows = BlockRows(self._dst, BLOCK, height)
             self._describe(self._dst, descriptions, gray, tags)
             self.setup(self._dst)
             if self.fmt == "COG" and overviews and self.overview_resampling != "NEAREST":
@@ -211,7 +213,8 @@ class RasterStream:
             raise ValueError(f"band at row {row_start} overruns height {self.height}")
         if data.dtype != np.uint8:
             data = np.stack([as_uint8(b, row_start, w) for b in data])
-        self._dst.write(data, window=Window(col, row_start, w, n))
+        assert self._rows is not None
+        self._rows.write(row_start, col, data)
         if self._ovr is not None:
             self._ovr.add(row_start, col, data)
         self._row = row_start + n
@@ -225,6 +228,8 @@ class RasterStream:
         if self._finished:
             return self.converted
         try:
+            assert self._rows is not None
+            self._rows.flush()
             self._dst.close()
             levels = self._ovr.close() if self._ovr is not None else 0
             if self._chunked and self._pixels != self.height * self.width:
