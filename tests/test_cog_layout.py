@@ -230,9 +230,11 @@ def test_unreadable_layouts_are_refused(tmp_path: Path) -> None:
         read_image(tmp_path / "cog.tif")
 
 
-def test_writes_are_cut_at_block_rows() -> None:
+def test_writes_are_cut_at_block_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     """Row bands of 384 rows reach GDAL cut at 256-row block rows (the rest held for the
-    next band of the same columns); another column range or flush writes what is held."""
+    next band of the same columns); another column range or flush writes what is held,
+    and more than HOLD_BYTES is never held."""
+    from geoidec.inference import block_rows
     from geoidec.inference.block_rows import BlockRows
 
     class Recorder:
@@ -256,3 +258,7 @@ def test_writes_are_cut_at_block_rows() -> None:
     rows.flush()
     assert dst.writes == [(0, 256, 40, 30, 0), (256, 128, 40, 30, 0), (0, 256, 80, 30, 0),
                           (256, 128, 80, 30, 0)]
+    dst.writes.clear()
+    monkeypatch.setattr(block_rows, "HOLD_BYTES", 128 * 30 - 1)  # 128 rows x 30 columns
+    rows.write(0, 0, band)  # too much to hold: written whole
+    assert dst.writes == [(0, 384, 0, 30, 0)]

@@ -16,7 +16,11 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-__all__ = ["BlockRows"]
+__all__ = ["HOLD_BYTES", "BlockRows"]
+
+HOLD_BYTES = 32 * 2**20
+"""Most bytes held back (a probability layer of many classes is written as it comes
+instead: GDAL's block cache, of the same size, holds its partial blocks)."""
 
 
 class BlockRows:
@@ -44,6 +48,8 @@ class BlockRows:
                 self._write(held_row, held_col, rows)
         end = row + data.shape[1]
         cut = end if end >= self.height else end - end % self.block
+        if (end - max(cut, row)) * data.shape[0] * data.shape[2] > HOLD_BYTES:
+            cut = end
         if cut > row:
             self._write(row, col, data[:, : cut - row])
         if cut < end:
