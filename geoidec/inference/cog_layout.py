@@ -30,6 +30,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -72,10 +73,6 @@ class TiffImage:
     tags: dict[int, Tag]
     offsets: np.ndarray
     counts: np.ndarray
-
-    def scalar(self, tag: int) -> int:
-        kind, _, raw = self.tags[tag]
-        return int(np.frombuffer(raw, ARRAY[kind], count=1)[0])
 
 
 def read_image(path: Path) -> TiffImage:
@@ -206,7 +203,7 @@ def assemble_cog(image: Path, overviews: list[Path], out: Path) -> None:
             _copy_tiles(level, dst)
 
 
-def _copy_tiles(level: TiffImage, dst: object) -> None:
+def _copy_tiles(level: TiffImage, dst: BinaryIO) -> None:
     """Each stored tile of ``level`` into ``dst`` as size leader, data, last 4 bytes."""
     fd = os.open(level.path, os.O_RDONLY)
     try:
@@ -216,6 +213,6 @@ def _copy_tiles(level: TiffImage, dst: object) -> None:
             data = os.pread(fd, count, offset)
             if len(data) != count:
                 raise OSError(f"{level.path.name}: a tile is cut short")
-            dst.write(struct.pack("<I", count) + data + data[-4:])  # type: ignore[attr-defined]
+            dst.write(struct.pack("<I", count) + data + data[-4:])
     finally:
         os.close(fd)

@@ -22,7 +22,7 @@ import rasterio
 import rasterio.shutil
 
 from geoidec.inference.cog_layout import LayoutUnsupported, assemble_cog
-from geoidec.inference.overviews import overview_chain, overview_sizes
+from geoidec.inference.overviews import overview_chain
 
 __all__ = ["BLOCK", "cog_codec", "convert_to_cog", "convert_to_png", "is_cog"]
 
@@ -67,15 +67,10 @@ def convert_to_cog(
         threads: threads GDAL compresses with (``NUM_THREADS``).
         chain_from: overview levels already written beside ``partial`` (MODE and AVERAGE).
     """
-    codec = cog_codec(level, predictor)
-    levels: list[Path] = []
-    if overviews and resampling in ("MODE", "AVERAGE"):
-        levels = overview_chain(partial, resampling, nodata, BLOCK, start=chain_from,
-                                codec=codec)
-    with rasterio.open(partial) as src:
-        wanted = len(overview_sizes(src.height, src.width, BLOCK)) if overviews else 0
-    if len(levels) == wanted:  # every level is there, compressed like the COG
-        try:
+    if not overviews or resampling in ("MODE", "AVERAGE"):  # levels computed here
+        levels = (overview_chain(partial, resampling, nodata, BLOCK, start=chain_from,
+                                 codec=cog_codec(level, predictor)) if overviews else [])
+        try:  # every level is there, compressed like the COG
             assemble_cog(partial, levels, converted)
             return
         except LayoutUnsupported:
